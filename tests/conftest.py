@@ -1,0 +1,57 @@
+"""Shared fixtures. TensorFlow is slow to import and to train on 2 cores: keep data tiny."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("WEIGHTSEARCH_THREADS", "2")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+TINY_SPEC = """
+name = "{name}"
+seed = 0
+[data]
+source = "builtin:synthetic"
+test_size = 0.2
+options = {{ n_samples = 160, n_features = 6, weights = [0.75, 0.25], class_sep = 2.0 }}
+[cv]
+folds = 2
+epochs = 2
+batch_size = 32
+patience = 0
+[search]
+n_trials = {n_trials}
+sampler = "random"
+pruner = "{pruner}"
+storage = "sqlite:///{tmp}/optuna.db"
+[space.weighting]
+scheme = ["none", "balanced", "effective_number"]
+beta = [0.9, 0.999]
+[space.loss]
+name = ["crossentropy", "focal"]
+gamma = [0.5, 3.0]
+[space.model]
+arch = "mlp"
+depth = 1
+width = [8, 16]
+[tracking]
+mlflow_uri = "sqlite:///{tmp}/mlflow.db"
+"""
+
+
+@pytest.fixture
+def tiny_spec(tmp_path: Path):
+    """Write a tiny study spec into tmp_path and return a factory for its path."""
+
+    def make(name: str = "tiny", n_trials: int = 3, pruner: str = "none", **extra: str) -> Path:
+        text = TINY_SPEC.format(name=name, n_trials=n_trials, pruner=pruner, tmp=tmp_path)
+        path = tmp_path / f"{name}.toml"
+        path.write_text(text + "".join(extra.values()))
+        return path
+
+    return make

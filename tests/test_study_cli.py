@@ -1,0 +1,140 @@
+"""End to end through the CLI: a tiny study, read back through Optuna and MLflow."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+
+from weightsearch.cli import main
+
+pytestmark = pytest.mark.slow
+
+
+def _child_runs(uri: str, experiment: str) -> list:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    return [r for r in runs if r.data.tags.get("weightsearch.role") == "trial"], client, runs
+
+
+def test_tiny_study_is_logged_to_optuna_and_mlflow(tiny_spec, tmp_path: Path, capsys) -> None:
+    spec = tiny_spec(n_trials=3)
+    assert main(["study", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert "Top trials of 'tiny'" in out and "mlflow ui --backend-store-uri" in out
+
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/optuna.db")
+    assert len(study.trials) == 3
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    children, client, runs = _child_runs(uri, "tiny")
+    parents = [r for r in runs if r.data.tags.get("weightsearch.role") == "study"]
+    assert len(parents) == 1 and len(children) == 3
+    by_number = {int(r.data.tags["optuna.trial_number"]): r for r in children}
+    assert sorted(by_number) == [t.number for t in study.trials]
+    for t in study.trials:
+        run = by_number[t.number]
+        assert run.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
+        assert run.data.tags["optuna.state"] == "COMPLETE" and run.info.status == "FINISHED"
+        # every sampled hyperparameter is a param of the run, with the same value
+        for name, value in t.params.items():
+            assert run.data.params[name] == (
+                value if isinstance(value, str) else str(value)
+            ) or float(run.data.params[name]) == pytest.approx(value)
+        assert any(k.startswith("class_weight.") for k in run.data.params)
+        # per-epoch curves: one point per epoch run, step = epoch
+        for fold, n_epochs in enumerate(t.user_attrs["epochs_run"]):
+            hist = client.get_metric_history(run.info.run_id, f"fold{fold}/val_macro_f1")
+            assert [m.step for m in hist] == list(range(n_epochs))
+            assert len(client.get_metric_history(run.info.run_id, f"fold{fold}/loss")) == n_epochs
+        # the trial value is the mean of the per-fold best values logged
+        folds = [run.data.metrics[f"fold{i}/best_macro_f1"] for i in range(2)]
+        assert t.value == pytest.approx(np.mean(folds), abs=1e-12)
+        assert run.data.metrics["cv_macro_f1"] == pytest.approx(t.value)
+        assert t.user_attrs["fold_values"] == pytest.approx(folds)
+        # threshold tuned for the binary task and recorded
+        assert 0.0 < t.user_attrs["threshold"] < 1.0
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"confusion_matrix.png", "classification_report.txt"} <= artifacts
+
+
+def test_resume_adds_trials_to_the_same_study(tiny_spec, tmp_path: Path) -> None:
+    spec = tiny_spec(name="resume", n_trials=2)
+    assert main(["study", str(spec), "--no-tracking"]) == 0
+    assert main(["study", str(spec), "--no-tracking", "--n-trials", "2"]) == 0
+    study = optuna.load_study(study_name="resume", storage=f"sqlite:///{tmp_path}/optuna.db")
+    assert [t.number for t in study.trials] == [0, 1, 2, 3]
+
+
+def test_pruned_trial_stops_at_once_and_is_marked(tiny_spec, tmp_path: Path, monkeypatch) -> None:
+    from weightsearch import runner
+
+    # a pruner that prunes every trial at its first report (F1 can never reach 1.1)
+    monkeypatch.setattr(
+        runner, "make_pruner", lambda spec: optuna.pruners.ThresholdPruner(lower=1.1)
+    )
+    spec = tiny_spec(name="prune", n_trials=2, pruner="median")
+    assert main(["study", str(spec)]) == 1  # no trial completed: a clear non-zero exit
+    study = optuna.load_study(study_name="prune", storage=f"sqlite:///{tmp_path}/optuna.db")
+    assert [t.state.name for t in study.trials] == ["PRUNED", "PRUNED"]
+    for t in study.trials:
+        assert t.user_attrs["pruned_at"] == {"fold": 0, "epoch": 1}  # stopped after epoch 1
+        assert list(t.intermediate_values) == [0]
+    children, _, _ = _child_runs(f"sqlite:///{tmp_path}/mlflow.db", "prune")
+    assert {r.data.tags["optuna.state"] for r in children} == {"PRUNED"}
+    assert all(r.info.status == "FINISHED" for r in children)
+
+
+def test_failed_trial_is_recorded_and_the_study_continues(
+    tiny_spec, tmp_path: Path, monkeypatch
+) -> None:
+    from weightsearch import training
+
+    real_build = training.build
+    calls = {"n": 0}
+
+    def flaky_build(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:  # the first fold of the first trial
+            raise ValueError("boom: simulated build error")
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(training, "build", flaky_build)
+    spec = tiny_spec(name="fail", n_trials=2)
+    assert main(["study", str(spec)]) == 0
+    study = optuna.load_study(study_name="fail", storage=f"sqlite:///{tmp_path}/optuna.db")
+    assert [t.state.name for t in study.trials] == ["FAIL", "COMPLETE"]
+    assert study.trials[0].user_attrs["error"] == "ValueError: boom: simulated build error"
+    children, _, _ = _child_runs(f"sqlite:///{tmp_path}/mlflow.db", "fail")
+    failed = [r for r in children if r.data.tags["optuna.trial_number"] == "0"][0]
+    assert failed.info.status == "FAILED" and failed.data.tags["optuna.state"] == "FAIL"
+    assert "boom" in failed.data.tags["error"]
+
+
+def test_subprocess_cli_bad_spec_exits_2_without_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        'name = "x"\n[data]\nsource = "builtin:breast-cancer"\n'
+        '[space.loss]\nname = ["crossentropy", "hinge"]\n'
+        '[space.model]\narch = ["cnn"]\n'
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "weightsearch", "validate", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert any("space.loss.name: Unknown loss 'hinge'; expected one of:" in x for x in lines)
+    assert any("space.model.arch:" in x and "cnn" in x for x in lines)
+    assert not (tmp_path / "weightsearch.db").exists()

@@ -1,0 +1,3 @@
+from weightsearch.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,294 @@
+"""Keras architectures: the ``MODELS`` registry and :func:`build_model`.
+
+Every model is ``Input → Normalization (adapted on the training fold) → body →
+Dense(n_outputs) → softmax`` (binary, multiclass) or ``sigmoid`` (multilabel), so it
+outputs probabilities and a saved ``.keras`` file needs no separate preprocessing. It uses
+only built-in Keras layers and reloads with ``keras.models.load_model``.
+
+Adding an architecture is one registry entry: a body function decorated with
+:func:`_arch` that names its input kind and its parameters (defaults and search ranges).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+
+from weightsearch._params import Param, check_params
+from weightsearch._registry import Registry
+
+__all__ = ["MODELS", "Arch", "arch_params", "build_model", "check_input", "input_kind"]
+
+TASKS = ("binary", "multiclass", "multilabel")
+
+#: Input kind → (description, number of feature axes per row, shape pattern).
+INPUT_KINDS: dict[str, tuple[str, int, str]] = {
+    "tabular": ("tabular features", 1, "(F,)"),
+    "image": ("images", 3, "(H, W, C)"),
+    "sequence": ("sequences", 2, "(T, F)"),
+}
+
+
+class _Seeds:
+    """Distinct per-layer seeds derived from one build seed (``None`` → unseeded)."""
+
+    def __init__(self, seed: int | None) -> None:
+        self.seed = seed
+        self.count = 0
+
+    def next(self) -> int | None:
+        if self.seed is None:
+            return None
+        self.count += 1
+        return int(self.seed) * 1009 + self.count
+
+    def kernel(self) -> Any:
+        s = self.next()
+        return "glorot_uniform" if s is None else keras.initializers.GlorotUniform(seed=s)
+
+
+@dataclass(frozen=True)
+class Arch:
+    """A registered architecture.
+
+    ``body(x, params, seeds, input_shape) -> tensor`` maps the normalised input tensor to
+    the features fed to the output layer; ``params`` gives defaults and search ranges.
+    """
+
+    name: str
+    body: Callable[..., Any]
+    input_kind: str
+    params: dict[str, Param]
+
+    @property
+    def doc(self) -> str:
+        return (self.body.__doc__ or "").strip()
+
+
+MODELS: Registry[Arch] = Registry("arch")
+
+
+def _arch(name: str, *, input_kind: str, params: dict[str, Param], aliases: tuple[str, ...] = ()):
+    """Register the decorated body function as architecture ``name``."""
+    if input_kind not in INPUT_KINDS:
+        raise ValueError(f"input_kind must be one of {', '.join(INPUT_KINDS)}, got {input_kind!r}.")
+
+    def decorator(body: Callable[..., Any]) -> Callable[..., Any]:
+        MODELS.register(name, aliases=aliases)(Arch(name, body, input_kind, dict(params)))
+        return body
+
+    return decorator
+
+
+class _ZeroOrLog(Param):
+    """A strength that is 0 (off) or positive; searched log-uniformly over [low, high].
+
+    ``check`` accepts any value in [0, high]; ``low`` (> 0) is the lower end of a log search.
+    """
+
+    allow_zero = True
+
+    def describe(self) -> str:
+        return f"a number in [0, {self.high:g}] (0 = off; log-scale search from {self.low:g})"
+
+    def check(self, value: Any, where: str) -> Any:
+        inner = Param(self.default, low=0.0, high=self.high)
+        try:
+            return inner.check(value, where)
+        except ValueError:
+            raise ValueError(f"{where} must be {self.describe()}, but got {value!r}.") from None
+
+
+_DROPOUT = Param(0.1, low=0.0, high=0.5, doc="dropout rate after each hidden layer")
+
+_CONV_PARAMS: dict[str, Param] = {
+    "blocks": Param(2, low=1, high=3, integer=True, doc="convolution blocks"),
+    "filters": Param(16, low=8, high=64, integer=True, log=True,
+                     doc="filters of the first block (doubled per block)"),
+    "kernel_size": Param(3, choices=(3, 5), doc="convolution kernel size"),
+    "pooling": Param("max", choices=("max", "avg"), doc="pooling after each block"),
+    "head": Param("gap", choices=("gap", "flatten"), doc="global average pooling or flatten"),
+    "dropout": _DROPOUT,
+    "dense_width": Param(64, low=8, high=256, integer=True, log=True,
+                         doc="units of the dense layer before the output"),
+}
+
+
+# --------------------------------------------------------------------------- architectures
+
+
+@_arch(
+    "mlp",
+    input_kind="tabular",
+    params={
+        "depth": Param(2, low=1, high=4, integer=True, doc="hidden layers"),
+        "width": Param(64, low=8, high=512, integer=True, log=True, doc="units per hidden layer"),
+        "dropout": _DROPOUT,
+        "batch_norm": Param(False, choices=(True, False), doc="BatchNormalization before act."),
+        "activation": Param("relu", choices=("relu", "gelu", "elu", "tanh"), doc="activation"),
+        "l2": _ZeroOrLog(0.0, low=1e-6, high=0.01, log=True, doc="L2 penalty on hidden kernels"),
+    },
+)
+def _mlp(x: Any, p: dict[str, Any], seeds: _Seeds, input_shape: tuple[int, ...]) -> Any:
+    """Multi-layer perceptron: depth × [Dense(width) → (BatchNorm) → activation → Dropout]."""
+    reg = keras.regularizers.L2(float(p["l2"])) if p["l2"] > 0 else None
+    for i in range(int(p["depth"])):
+        x = keras.layers.Dense(
+            int(p["width"]), use_bias=not p["batch_norm"], kernel_initializer=seeds.kernel(),
+            kernel_regularizer=reg, name=f"dense_{i}",
+        )(x)
+        if p["batch_norm"]:
+            x = keras.layers.BatchNormalization(name=f"bn_{i}")(x)
+        x = keras.layers.Activation(p["activation"], name=f"act_{i}")(x)
+        if p["dropout"] > 0:
+            x = keras.layers.Dropout(float(p["dropout"]), seed=seeds.next(), name=f"drop_{i}")(x)
+    return x
+
+
+def _conv_body(
+    x: Any, p: dict[str, Any], seeds: _Seeds, spatial: list[int], dims: int
+) -> Any:
+    """Shared body of ``cnn`` (dims=2) and ``cnn1d`` (dims=1)."""
+    conv = keras.layers.Conv2D if dims == 2 else keras.layers.Conv1D
+    if p["pooling"] == "max":
+        pool = keras.layers.MaxPooling2D if dims == 2 else keras.layers.MaxPooling1D
+    else:
+        pool = keras.layers.AveragePooling2D if dims == 2 else keras.layers.AveragePooling1D
+    for b in range(int(p["blocks"])):
+        x = conv(
+            int(p["filters"]) * 2**b, int(p["kernel_size"]), padding="same", activation="relu",
+            kernel_initializer=seeds.kernel(), name=f"conv_{b}",
+        )(x)
+        # Halve each spatial axis that stays >= 2 afterwards; never pool below 2.
+        size = tuple(2 if s >= 4 else 1 for s in spatial)
+        if any(s == 2 for s in size):
+            x = pool(pool_size=size if dims == 2 else size[0], name=f"pool_{b}")(x)
+            spatial = [s // k for s, k in zip(spatial, size, strict=True)]
+    if p["head"] == "gap":
+        kl = keras.layers
+        gap = kl.GlobalAveragePooling2D if dims == 2 else kl.GlobalAveragePooling1D
+        x = gap(name="gap")(x)
+    else:
+        x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(
+        int(p["dense_width"]), activation="relu", kernel_initializer=seeds.kernel(), name="dense"
+    )(x)
+    if p["dropout"] > 0:
+        x = keras.layers.Dropout(float(p["dropout"]), seed=seeds.next(), name="drop")(x)
+    return x
+
+
+@_arch("cnn", input_kind="image", params=_CONV_PARAMS, aliases=("cnn2d",))
+def _cnn(x: Any, p: dict[str, Any], seeds: _Seeds, input_shape: tuple[int, ...]) -> Any:
+    """2-D CNN: blocks × [Conv2D(filters·2^b, same) → relu → 2×2 pool] → GAP/flatten →
+    Dense(dense_width) → Dropout. Pooling is skipped on an axis shorter than 4."""
+    return _conv_body(x, p, seeds, list(input_shape[:2]), dims=2)
+
+
+@_arch("cnn1d", input_kind="sequence", params=_CONV_PARAMS)
+def _cnn1d(x: Any, p: dict[str, Any], seeds: _Seeds, input_shape: tuple[int, ...]) -> Any:
+    """1-D CNN over (T, F) sequences: blocks × [Conv1D(filters·2^b, same) → relu → pool 2]
+    → GAP/flatten → Dense(dense_width) → Dropout. Pooling is skipped once T < 4."""
+    return _conv_body(x, p, seeds, [input_shape[0]], dims=1)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def arch_params(arch: str) -> dict[str, Param]:
+    """The parameter table (defaults and search ranges) of ``arch``."""
+    return dict(MODELS.get(arch).params)
+
+
+def input_kind(arch: str) -> str:
+    """``"tabular"``, ``"image"`` or ``"sequence"``: the data ``arch`` takes."""
+    return MODELS.get(arch).input_kind
+
+
+def _shape_tuple(input_shape: Any) -> tuple[int, ...]:
+    try:
+        shape = tuple(input_shape)
+    except TypeError:
+        raise ValueError(
+            f"input_shape must be a tuple of positive integers, but got {input_shape!r}."
+        ) from None
+    ok = all(
+        not isinstance(d, bool) and isinstance(d, int | np.integer) and d > 0 for d in shape
+    )
+    if not ok or not shape:
+        raise ValueError(
+            f"input_shape must be a tuple of positive integers, but got {input_shape!r}."
+        )
+    return tuple(int(d) for d in shape)
+
+
+def check_input(arch: str, input_shape: Any) -> None:
+    """``ValueError`` unless ``input_shape`` (one row, without N) fits ``arch``'s input kind."""
+    a = MODELS.get(arch)
+    shape = _shape_tuple(input_shape)
+    desc, ndim, pattern = INPUT_KINDS[a.input_kind]
+    if len(shape) != ndim:
+        fits = [n for n in MODELS if INPUT_KINDS[MODELS.get(n).input_kind][1] == len(shape)]
+        hint = f"; for data of this shape use arch {' or '.join(map(repr, fits))}" if fits else ""
+        raise ValueError(
+            f"arch {a.name!r} expects {desc} of shape {pattern}, but the data has shape "
+            f"{shape}{hint}."
+        )
+
+
+def build_model(
+    arch: str,
+    *,
+    input_shape: Any,
+    n_outputs: int,
+    task: str,
+    params: dict[str, Any] | None = None,
+    adapt_x: np.ndarray | None = None,
+    seed: int | None = None,
+) -> keras.Model:
+    """Build an uncompiled model that outputs probabilities.
+
+    ``Normalization(axis=-1)`` (z = (x − mean) / sqrt(var), per feature or channel) is
+    adapted on ``adapt_x`` (the training fold) when given, else it is the identity.
+    Binary data uses a 2-way softmax (``n_outputs == 2``), multiclass a C-way softmax and
+    multilabel L sigmoids. ``seed`` makes initial weights and dropout masks reproducible.
+    """
+    a = MODELS.get(arch)
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)}, but got {task!r}.")
+    if isinstance(n_outputs, bool) or not isinstance(n_outputs, int | np.integer):
+        raise ValueError(f"n_outputs must be a positive integer, but got {n_outputs!r}.")
+    low = {"binary": 2, "multiclass": 2, "multilabel": 1}[task]
+    if n_outputs < low or (task == "binary" and n_outputs != 2):
+        expected = "2 (a 2-way softmax)" if task == "binary" else f">= {low}"
+        raise ValueError(f"n_outputs for task {task!r} must be {expected}, but got {n_outputs}.")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
+        raise ValueError(f"seed must be an integer or None, but got {seed!r}.")
+    shape = _shape_tuple(input_shape)
+    check_input(a.name, shape)
+    p = check_params(dict(params or {}), a.params, f"arch {a.name!r}")
+
+    norm = keras.layers.Normalization(axis=-1, name="normalization")
+    if adapt_x is not None:
+        ax = np.asarray(adapt_x, dtype=np.float32)
+        if ax.ndim != len(shape) + 1 or tuple(ax.shape[1:]) != shape or ax.shape[0] == 0:
+            raise ValueError(
+                f"adapt_x must have shape (N, {', '.join(map(str, shape))}) with N > 0 to "
+                f"match input_shape, but got {ax.shape}."
+            )
+        if not np.all(np.isfinite(ax)):
+            raise ValueError("adapt_x contains NaN or inf; clean the training data first.")
+        norm.adapt(ax)
+
+    seeds = _Seeds(None if seed is None else int(seed))
+    inputs = keras.Input(shape=shape, name="x")
+    x = norm(inputs)
+    x = a.body(x, p, seeds, shape)
+    x = keras.layers.Dense(int(n_outputs), kernel_initializer=seeds.kernel(), name="logits")(x)
+    activation = "sigmoid" if task == "multilabel" else "softmax"
+    outputs = keras.layers.Activation(activation, dtype="float32", name="proba")(x)
+    return keras.Model(inputs, outputs, name=f"weightsearch_{a.name}")

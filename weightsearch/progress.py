@@ -1,0 +1,81 @@
+"""Live progress of a study in the terminal (rich), and its leaderboard table."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+
+class StudyProgress:
+    """A progress bar: trials done, best value so far, ETA, and the current fold/epoch."""
+
+    def __init__(self, console: Console, metric: str, folds: int, epochs: int) -> None:
+        self.console = console
+        self.metric = metric
+        self.folds, self.epochs = folds, epochs
+        self.best = -math.inf
+        self.counts = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0}
+        self.bar = Progress(
+            TextColumn("[bold]trials"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("best {task.fields[best]}"),
+            TextColumn("[dim]{task.fields[now]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self.task: Any = None
+
+    def start(self, total: int) -> None:
+        self.bar.start()
+        self.task = self.bar.add_task("study", total=total, best="–", now="")
+
+    def epoch(self, trial: int, fold: int, epoch: int) -> None:
+        now = f"trial {trial} · fold {fold + 1}/{self.folds} · epoch {epoch + 1}"
+        self.bar.update(self.task, now=now)
+
+    def trial_done(self, study: Any, trial: Any) -> None:
+        state = trial.state.name
+        self.counts[state] = self.counts.get(state, 0) + 1
+        if state == "COMPLETE" and trial.value is not None and trial.value > self.best:
+            self.best = trial.value
+        best = f"{self.best:.4f}" if self.best > -math.inf else "–"
+        note = "" if state == "COMPLETE" else f"trial {trial.number} {state.lower()}"
+        if state == "FAIL":
+            note += f": {trial.user_attrs.get('error', '')}"[:80]
+        self.bar.update(self.task, advance=1, best=best, now=note)
+
+    def stop(self) -> None:
+        self.bar.stop()
+
+
+def leaderboard_table(rows: list[dict[str, Any]], metric: str, title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in ("#", "trial", "scheme", "loss", "arch", f"CV {metric}", "threshold"):
+        table.add_column(col, justify="right" if col not in ("scheme", "loss", "arch") else "left")
+    for i, r in enumerate(rows, 1):
+        thr = "" if r["threshold"] is None else f"{r['threshold']:.2f} → {r['tuned']:.4f}"
+        table.add_row(
+            str(i),
+            str(r["trial"]),
+            r["scheme"],
+            r["loss"],
+            r["arch"],
+            f"{r['value']:.4f} ± {r['std']:.4f}",
+            thr,
+        )
+    return table

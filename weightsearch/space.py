@@ -1,0 +1,258 @@
+"""The search space: a spec's ``[space.*]`` tables → ``trial.suggest_*`` calls.
+
+This is the only module that calls ``suggest_*``. Parameter names are stable and dotted,
+so stored studies stay resumable when a spec grows::
+
+    weighting.scheme, weighting.<scheme>.<param>
+    loss.name,        loss.<loss>.<param>
+    model.arch,       model.<arch>.<param>
+    train.<param>
+
+A parameter is suggested only when its parent choice is taken (``loss.focal.gamma`` only for
+``focal``). A trial's full configuration (suggested and fixed values) is a plain dict::
+
+    {"weighting": {"scheme": str, "params": {...}},
+     "loss": {"name": str, "params": {...}},
+     "model": {"arch": str, "params": {...}},
+     "train": {"learning_rate": float, "optimizer": str}}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from weightsearch._params import Param
+from weightsearch.spec import CHOICE_KEYS, Spec, SpecError, is_range
+
+#: Training hyperparameters that are not part of a component.
+TRAIN_PARAMS: dict[str, Param] = {
+    "learning_rate": Param(
+        1e-3, low=0.0, high=1.0, low_open=True, log=True, doc="optimiser learning rate"
+    ),
+    "optimizer": Param("adam", choices=("adam", "adamw", "rmsprop", "sgd"), doc="optimiser"),
+}
+
+DEFAULT_SCHEMES = ["none", "balanced", "sqrt", "effective_number"]
+DEFAULT_LOSSES = {"multilabel": ["crossentropy", "focal"], None: ["crossentropy", "focal"]}
+DEFAULT_ARCH = {"tabular": "mlp", "image": "cnn", "sequence": "cnn1d"}
+
+
+@dataclass(frozen=True)
+class Dim:
+    """One dimension: ``fixed`` (a value), ``float``/``int`` (a range) or ``categorical``."""
+
+    name: str
+    kind: str
+    value: Any = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: tuple[Any, ...] = ()
+
+    def suggest(self, trial: Any) -> Any:
+        if self.kind == "fixed":
+            return self.value
+        if self.kind == "float":
+            return trial.suggest_float(self.name, self.low, self.high, log=self.log)
+        if self.kind == "int":
+            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
+        return trial.suggest_categorical(self.name, list(self.choices))
+
+
+@dataclass
+class Space:
+    """A resolved search space: component choices, and per-component parameter dims."""
+
+    choices: dict[str, Dim] = field(default_factory=dict)  # section → dim of its choice key
+    params: dict[str, dict[str, dict[str, Dim]]] = field(default_factory=dict)
+    train: dict[str, Dim] = field(default_factory=dict)
+
+    def suggest(self, trial: Any) -> dict[str, Any]:
+        """Sample one configuration (see the module docstring for its shape)."""
+        config: dict[str, Any] = {}
+        for section, key in (("weighting", "scheme"), ("loss", "name"), ("model", "arch")):
+            chosen = self.choices[section].suggest(trial)
+            dims = self.params[section][chosen]
+            config[section] = {
+                key: chosen,
+                "params": {n: d.suggest(trial) for n, d in dims.items()},
+            }
+        config["train"] = {n: d.suggest(trial) for n, d in self.train.items()}
+        return config
+
+    def describe(self) -> list[tuple[str, str]]:
+        """(name, description) rows for display."""
+        rows = [(d.name, _describe_dim(d)) for d in self.choices.values()]
+        for comps in self.params.values():
+            for dims in comps.values():
+                rows += [(d.name, _describe_dim(d)) for d in dims.values()]
+        rows += [(d.name, _describe_dim(d)) for d in self.train.values()]
+        return rows
+
+
+def _describe_dim(d: Dim) -> str:
+    if d.kind == "fixed":
+        return f"fixed {d.value!r}"
+    if d.kind == "categorical":
+        return "one of " + ", ".join(map(str, d.choices))
+    return f"{d.kind} in [{d.low:g}, {d.high:g}]" + (" (log)" if d.log else "")
+
+
+def _registries() -> dict[str, Any]:
+    from weightsearch import losses, models, weighting
+
+    return {
+        "weighting": (weighting.WEIGHTINGS, weighting.scheme_params),
+        "loss": (losses.LOSSES, losses.loss_params),
+        "model": (models.MODELS, models.arch_params),
+    }
+
+
+def _dim(name: str, value: Any, param: Param, where: str, problems: list[str]) -> Dim | None:
+    """Turn one spec value into a Dim, checking it against the component's Param."""
+    try:
+        if isinstance(value, dict) and "choices" in value:
+            choices = tuple(param.check(v, where) for v in value["choices"])
+            return Dim(name, "categorical", choices=choices)
+        if param.choices is None and is_range(value):
+            low, high = (value["low"], value["high"]) if isinstance(value, dict) else value
+            param.check(low, where + " (low)")
+            param.check(high, where + " (high)")
+            log = bool(value.get("log", param.log)) if isinstance(value, dict) else param.log
+            if log and low <= 0:
+                if isinstance(value, dict) and value.get("log"):
+                    problems.append(f"{where}: a log-scale range needs low > 0, but got {low}.")
+                    return None
+                log = False
+            kind = "int" if param.integer else "float"
+            return Dim(name, kind, low=low, high=high, log=log)
+        if isinstance(value, list):
+            choices = tuple(param.check(v, where) for v in value)
+            if len(choices) == 1:
+                return Dim(name, "fixed", value=choices[0])
+            return Dim(name, "categorical", choices=choices)
+        return Dim(name, "fixed", value=param.check(value, where))
+    except ValueError as exc:
+        problems.append(str(exc).replace(f"{where}: ", f"{where}: ", 1))
+        return None
+
+
+def _as_list(value: Any) -> list[Any]:
+    if isinstance(value, dict) and "choices" in value:
+        return list(value["choices"])
+    return list(value) if isinstance(value, list) else [value]
+
+
+def check_space(spec: Spec, *, task: str, data_kind: str, input_shape: tuple[int, ...]) -> Space:
+    """Resolve ``spec.space`` against the registries and the data; SpecError lists problems."""
+    from weightsearch import losses, models
+
+    problems: list[str] = []
+    space = Space()
+    regs = _registries()
+    defaults = {
+        "weighting": DEFAULT_SCHEMES,
+        "loss": DEFAULT_LOSSES.get(task, DEFAULT_LOSSES[None]),
+        "model": [DEFAULT_ARCH[data_kind]],
+    }
+    for section in ("weighting", "loss", "model"):
+        key = CHOICE_KEYS[section]
+        table = dict(spec.space.get(section, {}))
+        registry, params_of = regs[section]
+        raw_names = _as_list(table.pop(key, defaults[section]))
+        names: list[str] = []
+        for raw in raw_names:
+            try:
+                names.append(registry.canonical(raw))
+            except ValueError as exc:
+                problems.append(f"space.{section}.{key}: {exc}")
+        names = list(dict.fromkeys(names))
+        if not names:
+            if raw_names == []:
+                problems.append(f"space.{section}.{key}: empty list; give at least one.")
+            continue
+        for name in names:  # task / data compatibility
+            if section == "loss":
+                tasks = losses.LOSSES.get(name).tasks
+                if task not in tasks:
+                    problems.append(
+                        f"space.loss.name: loss {name!r} supports {', '.join(tasks)} tasks, "
+                        f"but the data is {task}."
+                    )
+            if section == "model":
+                try:
+                    models.check_input(name, tuple(input_shape))
+                except ValueError as exc:
+                    problems.append(f"space.model.arch: {exc}")
+        space.choices[section] = Dim(f"{section}.{key}", "categorical", choices=tuple(names))
+        space.params[section] = {name: {} for name in names}
+        for pname, value in table.items():
+            where = f"space.{section}.{pname}"
+            takers = [n for n in names if pname in params_of(n)]
+            if not takers:
+                valid = sorted({p for n in names for p in params_of(n)})
+                problems.append(
+                    f"{where}: unknown key; none of {', '.join(names)} takes {pname!r} "
+                    f"(their parameters: {', '.join(valid) or 'none'})."
+                )
+                continue
+            for n in takers:
+                dim = _dim(f"{section}.{n}.{pname}", value, params_of(n)[pname], where, problems)
+                if dim is not None:
+                    space.params[section][n][pname] = dim
+    train = dict(spec.space.get("train", {}))
+    for pname, value in train.items():
+        where = f"space.train.{pname}"
+        if pname not in TRAIN_PARAMS:
+            problems.append(f"{where}: unknown key; expected one of: {', '.join(TRAIN_PARAMS)}.")
+            continue
+        dim = _dim(f"train.{pname}", value, TRAIN_PARAMS[pname], where, problems)
+        if dim is not None:
+            space.train[pname] = dim
+    for pname, param in TRAIN_PARAMS.items():
+        space.train.setdefault(pname, Dim(f"train.{pname}", "fixed", value=param.default))
+    if problems:
+        raise SpecError(problems, spec.path or spec.name)
+    return space
+
+
+def check_config(config: dict[str, Any], *, task: str, where: str = "config") -> dict[str, Any]:
+    """Validate a full trial configuration (as exported) against the registries."""
+    from weightsearch import losses, models, weighting
+    from weightsearch._params import check_params
+
+    problems: list[str] = []
+    out: dict[str, Any] = {}
+    for section, key, registry, params_of in (
+        ("weighting", "scheme", weighting.WEIGHTINGS, weighting.scheme_params),
+        ("loss", "name", losses.LOSSES, losses.loss_params),
+        ("model", "arch", models.MODELS, models.arch_params),
+    ):
+        part = config.get(section)
+        if not isinstance(part, dict) or key not in part:
+            problems.append(f"{where}: {section}.{key} is missing.")
+            continue
+        try:
+            name = registry.canonical(part[key])
+            params = check_params(
+                dict(part.get("params", {})), params_of(name), f"{section}.params ({name})"
+            )
+            out[section] = {key: name, "params": params}
+        except ValueError as exc:
+            problems.append(f"{where}: {section}: {exc}")
+    try:
+        out["train"] = check_params_table(config.get("train", {}))
+    except ValueError as exc:
+        problems.append(f"{where}: train: {exc}")
+    if "loss" in out and task not in losses.LOSSES.get(out["loss"]["name"]).tasks:
+        problems.append(f"{where}: loss {out['loss']['name']!r} does not support {task} data.")
+    if problems:
+        raise SpecError(problems, where)
+    return out
+
+
+def check_params_table(train: dict[str, Any]) -> dict[str, Any]:
+    from weightsearch._params import check_params
+
+    return check_params(dict(train), TRAIN_PARAMS, "train")

@@ -1,0 +1,436 @@
+"""Study specs: TOML → frozen dataclasses, with every structural check.
+
+This module imports no keras, optuna or mlflow. Names of schemes, losses and archs are
+resolved against their registries by :func:`weightsearch.space.check_space`.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+TASKS = ("binary", "multiclass", "multilabel")
+APPLICATIONS = ("loss", "sample_weight", "class_weight")
+METRIC_NAMES = ("macro_f1", "weighted_f1", "balanced_accuracy", "positive_f1")
+SAMPLERS = ("tpe", "random", "cmaes", "qmc", "nsga2", "gp")
+PRUNERS = ("none", "median", "percentile", "hyperband", "successive_halving", "wilcoxon")
+ENGINES = ("optuna", "keras-tuner")
+SPACE_SECTIONS = ("weighting", "loss", "model", "train")
+# The key of each space section that picks the component; the other keys are its params.
+CHOICE_KEYS = {"weighting": "scheme", "loss": "name", "model": "arch", "train": None}
+
+
+class SpecError(ValueError):
+    """One or more problems in a study spec; ``problems`` holds one line each."""
+
+    def __init__(self, problems: list[str], source: str = "spec") -> None:
+        self.problems = list(problems)
+        self.source = source
+        super().__init__("\n".join(f"{source}: {p}" for p in self.problems))
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    source: str
+    target: str | tuple[str, ...] | None = None
+    task: str | None = None
+    test_size: float = 0.2
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CVSpec:
+    folds: int = 5
+    epochs: int = 30
+    batch_size: int = 64
+    patience: int = 5
+    metric: str = "macro_f1"
+    tune_threshold: bool = True
+    apply_weights: str = "loss"
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    n_trials: int = 20
+    timeout: float | None = None
+    sampler: str = "tpe"
+    pruner: str = "median"
+    storage: str = "sqlite:///weightsearch.db"
+    engine: str = "optuna"
+    n_startup_trials: int = 5
+    max_consecutive_failures: int = 5
+
+
+@dataclass(frozen=True)
+class TrackingSpec:
+    enabled: bool = True
+    mlflow_uri: str = "sqlite:///mlflow.db"
+    experiment: str | None = None
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    data: DataSpec
+    seed: int = 0
+    description: str = ""
+    cv: CVSpec = field(default_factory=CVSpec)
+    search: SearchSpec = field(default_factory=SearchSpec)
+    tracking: TrackingSpec = field(default_factory=TrackingSpec)
+    # section → {key: value}; values are scalars (fixed), lists (categorical or [low, high])
+    # or tables {low, high, log} / {choices}.
+    space: dict[str, dict[str, Any]] = field(default_factory=dict)
+    path: str | None = None
+
+    @property
+    def experiment(self) -> str:
+        return self.tracking.experiment or self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def replace(self, **changes: Any) -> Spec:
+        """A copy with top-level fields or dotted ``section.key`` fields changed."""
+        import dataclasses
+
+        top: dict[str, Any] = {}
+        nested: dict[str, dict[str, Any]] = {}
+        for key, value in changes.items():
+            if "." in key:
+                section, sub = key.split(".", 1)
+                nested.setdefault(section, {})[sub] = value
+            else:
+                top[key] = value
+        for section, subs in nested.items():
+            top[section] = dataclasses.replace(getattr(self, section), **subs)
+        return dataclasses.replace(self, **top)
+
+
+# ---- field checks -------------------------------------------------------------------------
+
+_SECTION_FIELDS: dict[str, type] = {
+    "data": DataSpec,
+    "cv": CVSpec,
+    "search": SearchSpec,
+    "tracking": TrackingSpec,
+}
+_TOP_KEYS = ("name", "seed", "description", "data", "cv", "search", "tracking", "space")
+
+
+def _type_name(value: Any) -> str:
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+class _Checker:
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def add(self, key: str, message: str) -> None:
+        self.problems.append(f"{key}: {message}")
+
+    def integer(self, key: str, value: Any, low: int, high: int | None = None) -> int | None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.add(key, f"expected an integer, but got {_type_name(value)} ({value!r}).")
+            return None
+        if value < low or (high is not None and value > high):
+            rng = f">= {low}" if high is None else f"in [{low}, {high}]"
+            self.add(key, f"must be an integer {rng}, but got {value}.")
+            return None
+        return value
+
+    def number(
+        self, key: str, value: Any, low: float, high: float, high_open: bool = False
+    ) -> float | None:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.add(key, f"expected a number, but got {_type_name(value)} ({value!r}).")
+            return None
+        if not (
+            math.isfinite(value) and low <= value and (value < high if high_open else value <= high)
+        ):
+            close = ")" if high_open else "]"
+            self.add(key, f"must be a number in [{low:g}, {high:g}{close}, but got {value!r}.")
+            return None
+        return float(value)
+
+    def string(self, key: str, value: Any, choices: tuple[str, ...] | None = None) -> str | None:
+        if not isinstance(value, str):
+            self.add(key, f"expected a string, but got {_type_name(value)} ({value!r}).")
+            return None
+        if choices is not None:
+            norm = value.strip().lower().replace("-", "_")
+            lookup = {c.replace("-", "_"): c for c in choices}
+            if norm not in lookup:
+                self.add(key, f"unknown value {value!r}; expected one of: {', '.join(choices)}.")
+                return None
+            return lookup[norm]
+        if not value.strip():
+            self.add(key, "must not be empty.")
+            return None
+        return value
+
+    def boolean(self, key: str, value: Any) -> bool | None:
+        if not isinstance(value, bool):
+            self.add(key, f"expected true or false, but got {_type_name(value)} ({value!r}).")
+            return None
+        return value
+
+    def unknown_keys(self, where: str, table: dict[str, Any], allowed: tuple[str, ...]) -> None:
+        for key in table:
+            if key not in allowed:
+                prefix = f"{where}." if where else ""
+                self.add(f"{prefix}{key}", f"unknown key; expected one of: {', '.join(allowed)}.")
+
+    def table(self, key: str, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            self.add(key, f"expected a table ([{key}]), but got {_type_name(value)}.")
+            return {}
+        return value
+
+
+def _check_data(c: _Checker, raw: dict[str, Any]) -> DataSpec | None:
+    c.unknown_keys("data", raw, ("source", "target", "task", "test_size", "options"))
+    if "source" not in raw:
+        c.add(
+            "data.source",
+            "missing; expected 'builtin:<name>' or a path to a CSV, Parquet or NPZ file.",
+        )
+        return None
+    source = c.string("data.source", raw["source"])
+    target = raw.get("target")
+    if target is not None:
+        if isinstance(target, list):
+            if not target or not all(isinstance(t, str) for t in target):
+                c.add("data.target", "expected a column name or a non-empty list of column names.")
+            target = tuple(target)
+        elif not isinstance(target, str):
+            c.add("data.target", f"expected a column name or a list of them, but got {target!r}.")
+    task = raw.get("task")
+    if task is not None:
+        task = c.string("data.task", task, TASKS)
+    test_size = c.number("data.test_size", raw.get("test_size", 0.2), 0.0, 0.9)
+    options = c.table("data.options", raw.get("options", {}))
+    if source is None or test_size is None:
+        return None
+    return DataSpec(source=source, target=target, task=task, test_size=test_size, options=options)
+
+
+def _check_cv(c: _Checker, raw: dict[str, Any]) -> CVSpec:
+    d = CVSpec()
+    c.unknown_keys("cv", raw, tuple(asdict(d)))
+    folds = c.integer("cv.folds", raw.get("folds", d.folds), 2, 50)
+    epochs = c.integer("cv.epochs", raw.get("epochs", d.epochs), 1)
+    batch = c.integer("cv.batch_size", raw.get("batch_size", d.batch_size), 1)
+    patience = c.integer("cv.patience", raw.get("patience", d.patience), 0)
+    metric = c.string("cv.metric", raw.get("metric", d.metric), METRIC_NAMES)
+    tune = c.boolean("cv.tune_threshold", raw.get("tune_threshold", d.tune_threshold))
+    apply = c.string("cv.apply_weights", raw.get("apply_weights", d.apply_weights), APPLICATIONS)
+    return CVSpec(
+        folds=folds or d.folds,
+        epochs=epochs or d.epochs,
+        batch_size=batch or d.batch_size,
+        patience=d.patience if patience is None else patience,
+        metric=metric or d.metric,
+        tune_threshold=d.tune_threshold if tune is None else tune,
+        apply_weights=apply or d.apply_weights,
+    )
+
+
+def _check_search(c: _Checker, raw: dict[str, Any]) -> SearchSpec:
+    d = SearchSpec()
+    c.unknown_keys("search", raw, tuple(asdict(d)))
+    n_trials = c.integer("search.n_trials", raw.get("n_trials", d.n_trials), 1)
+    timeout = raw.get("timeout")
+    if timeout is not None:
+        timeout = c.number("search.timeout", timeout, 1e-9, math.inf, high_open=True)
+    sampler = c.string("search.sampler", raw.get("sampler", d.sampler), SAMPLERS)
+    pruner = c.string("search.pruner", raw.get("pruner", d.pruner), PRUNERS)
+    storage = c.string("search.storage", raw.get("storage", d.storage))
+    engine = c.string("search.engine", raw.get("engine", d.engine), ENGINES)
+    startup = c.integer(
+        "search.n_startup_trials", raw.get("n_startup_trials", d.n_startup_trials), 0
+    )
+    max_fail = c.integer(
+        "search.max_consecutive_failures",
+        raw.get("max_consecutive_failures", d.max_consecutive_failures),
+        0,
+    )
+    return SearchSpec(
+        n_trials=n_trials or d.n_trials,
+        timeout=timeout,
+        sampler=sampler or d.sampler,
+        pruner=pruner or d.pruner,
+        storage=storage or d.storage,
+        engine=engine or d.engine,
+        n_startup_trials=d.n_startup_trials if startup is None else startup,
+        max_consecutive_failures=d.max_consecutive_failures if max_fail is None else max_fail,
+    )
+
+
+def _check_tracking(c: _Checker, raw: dict[str, Any]) -> TrackingSpec:
+    d = TrackingSpec()
+    c.unknown_keys("tracking", raw, tuple(asdict(d)))
+    enabled = c.boolean("tracking.enabled", raw.get("enabled", d.enabled))
+    uri = c.string("tracking.mlflow_uri", raw.get("mlflow_uri", d.mlflow_uri))
+    exp = raw.get("experiment")
+    if exp is not None:
+        exp = c.string("tracking.experiment", exp)
+    return TrackingSpec(
+        enabled=d.enabled if enabled is None else enabled,
+        mlflow_uri=uri or d.mlflow_uri,
+        experiment=exp,
+    )
+
+
+def _check_space_value(c: _Checker, key: str, value: Any) -> None:
+    """Shape checks only: names and ranges are checked against the registries later."""
+    if isinstance(value, dict):
+        allowed = ("low", "high", "log", "step", "choices")
+        c.unknown_keys(key, value, allowed)
+        if "choices" in value:
+            if not isinstance(value["choices"], list) or not value["choices"]:
+                c.add(f"{key}.choices", "expected a non-empty list.")
+            return
+        if "low" not in value or "high" not in value:
+            c.add(key, "a range table needs both low and high, e.g. {low = 0.1, high = 1.0}.")
+            return
+        _check_range(c, key, [value["low"], value["high"]])
+        if "log" in value:
+            c.boolean(f"{key}.log", value["log"])
+    elif isinstance(value, list):
+        if not value:
+            c.add(key, "empty list; give one value, a list of choices, or a [low, high] range.")
+        elif len({type(v) for v in value}) > 1 and not all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in value
+        ):
+            c.add(key, f"mixed types in list {value!r}.")
+    elif not isinstance(value, str | int | float | bool):
+        c.add(key, f"expected a value, a list or a table, but got {_type_name(value)}.")
+
+
+def _check_range(c: _Checker, key: str, bounds: list[Any]) -> None:
+    low, high = bounds
+    if any(isinstance(b, bool) or not isinstance(b, int | float) for b in (low, high)):
+        c.add(key, f"a range needs two numbers [low, high], but got {bounds!r}.")
+    elif not low < high:
+        c.add(key, f"empty range [{low}, {high}]: low must be smaller than high.")
+
+
+def is_range(value: Any) -> bool:
+    """A two-number list or a {low, high} table is a range; other lists are choices."""
+    if isinstance(value, dict):
+        return "low" in value and "high" in value
+    return (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    )
+
+
+def _check_space(c: _Checker, raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    c.unknown_keys("space", raw, SPACE_SECTIONS)
+    space: dict[str, dict[str, Any]] = {}
+    for section in SPACE_SECTIONS:
+        table = c.table(f"space.{section}", raw.get(section, {}))
+        for key, value in table.items():
+            where = f"space.{section}.{key}"
+            _check_space_value(c, where, value)
+            if isinstance(value, list) and len(value) == 2 and is_range(value):
+                _check_range(c, where, value)
+        space[section] = dict(table)
+    return space
+
+
+def parse(raw: dict[str, Any], source: str = "spec", path: str | None = None) -> Spec:
+    """Check a spec mapping and build a :class:`Spec`; :class:`SpecError` lists all problems."""
+    c = _Checker()
+    c.unknown_keys("", raw, _TOP_KEYS)
+    name = c.string("name", raw["name"]) if "name" in raw else None
+    if "name" not in raw:
+        c.add("name", "missing; every study needs a name (the Optuna study and MLflow experiment).")
+    seed = c.integer("seed", raw.get("seed", 0), 0)
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        c.add("description", f"expected a string, but got {_type_name(description)}.")
+        description = ""
+    data = None
+    if "data" not in raw:
+        c.add(
+            "data", "missing [data] section; it needs at least source = 'builtin:<name>' or a path."
+        )
+    else:
+        data = _check_data(c, c.table("data", raw["data"]))
+    cv = _check_cv(c, c.table("cv", raw.get("cv", {})))
+    search = _check_search(c, c.table("search", raw.get("search", {})))
+    tracking = _check_tracking(c, c.table("tracking", raw.get("tracking", {})))
+    space = _check_space(c, c.table("space", raw.get("space", {})))
+    if c.problems or data is None or name is None:
+        raise SpecError(c.problems, source)
+    return Spec(
+        name=name,
+        seed=seed or 0,
+        description=description,
+        data=data,
+        cv=cv,
+        search=search,
+        tracking=tracking,
+        space=space,
+        path=path,
+    )
+
+
+def load(path: str | Path) -> Spec:
+    """Read and check a TOML spec file."""
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError(
+            ["file not found (expected a TOML study spec, e.g. studies/quickstart.toml)."],
+            str(path),
+        )
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError([f"malformed TOML: {exc}."], str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError([f"cannot read the file: {exc}."], str(path)) from None
+    return parse(raw, source=str(path), path=str(p))
+
+
+def dumps_toml(data: dict[str, Any]) -> str:
+    """A small TOML writer for the plain tables weightsearch writes (export configs)."""
+    lines: list[str] = []
+
+    def scalar(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int | float):
+            return repr(v)
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, list | tuple):
+            return "[" + ", ".join(scalar(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {scalar(x)}" for k, x in v.items()) + " }"
+        raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+    def emit(prefix: str, table: dict[str, Any]) -> None:
+        plain = {k: v for k, v in table.items() if not isinstance(v, dict) and v is not None}
+        subs = {k: v for k, v in table.items() if isinstance(v, dict)}
+        if prefix and (plain or not subs):
+            lines.append(f"\n[{prefix}]")
+        for k, v in plain.items():
+            lines.append(f"{k} = {scalar(v)}")
+        for k, v in subs.items():
+            emit(f"{prefix}.{k}" if prefix else k, v)
+
+    emit("", data)
+    return "\n".join(lines).lstrip("\n") + "\n"

@@ -1,0 +1,151 @@
+"""From a configuration dict to a compiled Keras model and its ``fit`` arguments.
+
+Used by the search objective for every CV fold and by ``train`` for the final model, so
+what the search measured is exactly what production trains.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+_THREADS_SET = False
+
+
+def configure_threads(threads: int | None = None) -> None:
+    """Set TensorFlow's thread pools once per process (before any op runs).
+
+    ``threads`` defaults to ``WEIGHTSEARCH_THREADS`` or the number of cores; inter-op is 1
+    because our graphs are small and sequential.
+    """
+    global _THREADS_SET
+    if _THREADS_SET:
+        return
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("ERROR")  # retracing notices across folds are expected
+    n = threads or int(os.environ.get("WEIGHTSEARCH_THREADS", "0")) or (os.cpu_count() or 1)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TF already initialised: keep its pools
+        pass
+    _THREADS_SET = True
+
+
+def clear() -> None:
+    """Free a trial's models: ``keras.backend.clear_session()`` then ``gc.collect()``."""
+    import keras
+
+    keras.backend.clear_session()
+    gc.collect()
+
+
+def make_optimizer(name: str, learning_rate: float) -> Any:
+    import keras
+
+    table = {
+        "adam": keras.optimizers.Adam,
+        "adamw": keras.optimizers.AdamW,
+        "rmsprop": keras.optimizers.RMSprop,
+        "sgd": keras.optimizers.SGD,
+    }
+    return table[name](learning_rate=learning_rate)
+
+
+@dataclass
+class Built:
+    """A compiled model with everything ``fit`` needs."""
+
+    model: Any
+    loss: Any
+    fit_kwargs: dict[str, Any] = field(default_factory=dict)
+    weights: np.ndarray | None = None  # (C,) per class, or (L, 2) per label [w0, w1]
+
+
+def weights_params(weights: np.ndarray, classes: list[str]) -> dict[str, float]:
+    """Flat ``{"class_weight.<name>": w}`` (``.w0``/``.w1`` per label) for logging."""
+    w = np.asarray(weights)
+    if w.ndim == 1:
+        return {f"class_weight.{c}": round(float(v), 6) for c, v in zip(classes, w, strict=True)}
+    out: dict[str, float] = {}
+    for c, (w0, w1) in zip(classes, w, strict=True):
+        out[f"class_weight.{c}.w0"] = round(float(w0), 6)
+        out[f"class_weight.{c}.w1"] = round(float(w1), 6)
+    return out
+
+
+def compute_weights(
+    y: np.ndarray, task: str, n_classes: int, weighting: dict[str, Any]
+) -> np.ndarray:
+    """Weights from the training labels only: (C,) for single-label, (L, 2) for multilabel."""
+    from weightsearch import weighting as wmod
+
+    params = dict(weighting.get("params", {}))
+    if task == "multilabel":
+        return wmod.multilabel_weights(y, weighting["scheme"], **params)
+    counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=n_classes)
+    missing = [c for c in range(n_classes) if counts[c] == 0]
+    if missing:
+        raise ValueError(f"class(es) {missing} have no rows in this training split.")
+    return wmod.weight_vector(counts, weighting["scheme"], **params)
+
+
+def prior_of(y: np.ndarray, task: str, n_classes: int) -> np.ndarray:
+    """Class frequencies π_c (single-label) or positive rates (multilabel)."""
+    if task == "multilabel":
+        return np.asarray(y, dtype=np.float64).mean(axis=0)
+    counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=n_classes)
+    return counts / counts.sum()
+
+
+def build(
+    config: dict[str, Any],
+    *,
+    x: np.ndarray,
+    y: np.ndarray,
+    task: str,
+    n_classes: int,
+    apply_weights: str = "loss",
+    seed: int | None = None,
+) -> Built:
+    """Compile the model a configuration describes, adapted and weighted on ``(x, y)``.
+
+    ``(x, y)`` is the training data (a CV training fold, or all training data): the
+    ``Normalization`` layer is adapted on ``x`` and the class weights come from ``y``.
+    """
+    import keras
+
+    from weightsearch import losses, models
+
+    if seed is not None:
+        keras.utils.set_random_seed(int(seed))
+    weights = compute_weights(y, task, n_classes, config["weighting"])
+    loss_weights, fit_kwargs = losses.apply_weights(apply_weights, y=y, task=task, weights=weights)
+    loss = losses.build_loss(
+        config["loss"]["name"],
+        task=task,
+        n_classes=n_classes,
+        weights=loss_weights,
+        prior=prior_of(y, task, n_classes),
+        **config["loss"].get("params", {}),
+    )
+    model = models.build_model(
+        config["model"]["arch"],
+        input_shape=tuple(x.shape[1:]),
+        n_outputs=n_classes,
+        task=task,
+        params=config["model"].get("params", {}),
+        adapt_x=x,
+        seed=seed,
+    )
+    train = config.get("train", {})
+    model.compile(
+        optimizer=make_optimizer(train.get("optimizer", "adam"), train.get("learning_rate", 1e-3)),
+        loss=loss,
+    )
+    return Built(model=model, loss=loss, fit_kwargs=fit_kwargs, weights=weights)
