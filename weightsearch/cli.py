@@ -52,9 +52,11 @@ def _import_tensorflow_quietly() -> None:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from weightsearch.data import DataError
+    from weightsearch.export import ExportError
+    from weightsearch.report import ReportError
     from weightsearch.spec import SpecError
 
-    return (SpecError, DataError)
+    return (SpecError, DataError, ReportError, ExportError)
 
 
 def _spec_with_overrides(args: argparse.Namespace) -> Any:
@@ -92,6 +94,23 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from weightsearch import report
+
+    rep = report.build_report(
+        args.study,
+        args.storage,
+        args.out,
+        tracking_uri=args.tracking_uri,
+        track=not args.no_tracking,
+        top=args.top,
+    )
+    console = _console()
+    for item in report.terminal_renderables(rep):
+        console.print(item)
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from weightsearch.runner import prepare
 
@@ -118,50 +137,62 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_study(args: argparse.Namespace) -> int:
+def _start(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
+    """Spec → checked data and space → storage → tracker, in that order, so a user error
+    or an unreachable service stops the run before anything is written."""
     from weightsearch import runner, training
-    from weightsearch.progress import StudyProgress, leaderboard_table
-    from weightsearch.tracking import make_tracker, mask_url
+    from weightsearch.tracking import make_tracker
 
     spec = _spec_with_overrides(args)
-    prepared = runner.prepare(spec)  # every spec/data error surfaces before anything is written
-    console = _console()
+    prepared = runner.prepare(spec)
+    if getattr(args, "workers", 1) > 1 and spec.search.storage.startswith("sqlite"):
+        from weightsearch.spec import SpecError
+
+        raise SpecError(
+            [f"search.storage: SQLite is not safe for {args.workers} parallel workers; use "
+             "--storage journal:weightsearch.journal (one machine) or a postgresql:// URL."],
+            args.spec,
+        )
     training.configure_threads()
-    storage = runner.make_storage(spec.search.storage)
-    tracker = make_tracker(spec.tracking.enabled, spec.tracking.mlflow_uri, spec.experiment)
-    n = args.n_trials or spec.search.n_trials
+    from weightsearch.workers import init_lock
+
+    with init_lock(spec.search.storage, spec.name):
+        storage = runner.open_storage(spec)
+        tracker = make_tracker(spec.tracking.enabled, spec.tracking.mlflow_uri, spec.experiment)
+    return spec, prepared, storage, tracker
+
+
+def _announce(console: Any, spec: Any, prepared: Any, what: str, tracker: Any) -> None:
+    from weightsearch.tracking import mask_url
+
     ds = prepared.train
     console.print(
-        f"[bold]{spec.name}[/bold]: {n} trial(s) on {spec.data.source} ({ds.task}, "
+        f"[bold]{spec.name}[/bold]: {what} on {spec.data.source} ({ds.task}, "
         f"{len(ds.y)} rows for the search), {spec.cv.folds}-fold CV, metric {spec.cv.metric}"
     )
     console.print(
         f"  storage {mask_url(spec.search.storage)}"
         + (f" · MLflow {mask_url(spec.tracking.mlflow_uri)}" if tracker.enabled else "")
     )
-    progress = StudyProgress(console, spec.cv.metric, spec.cv.folds, spec.cv.epochs)
-    try:
-        outcome = runner.run_study(
-            prepared,
-            n_trials=n,
-            timeout=args.timeout,
-            storage=storage,
-            tracker=tracker,
-            progress=progress,
-        )
-    finally:
-        progress.stop()
+
+
+def _finish(console: Any, spec: Any, outcome: Any, tracker: Any, top: int) -> int:
+    """Leaderboard, then the exit code."""
+    from weightsearch import runner
+    from weightsearch.progress import leaderboard_table
+    from weightsearch.tracking import mask_url
+
     study = outcome.study
-    rows = runner.leaderboard(study, top=args.top)
-    states = {}
+    rows = runner.leaderboard(study, top=top or 1)
+    states: dict[str, int] = {}
     for t in study.trials:
         states[t.state.name] = states.get(t.state.name, 0) + 1
     summary = ", ".join(f"{v} {k.lower()}" for k, v in sorted(states.items()))
-    if rows:
+    if rows and top:
         console.print(
             leaderboard_table(rows, spec.cv.metric, f"Top trials of {spec.name!r} ({summary})")
         )
-    if tracker.enabled:
+    if tracker.enabled and top:
         console.print(f"MLflow: mlflow ui --backend-store-uri {mask_url(spec.tracking.mlflow_uri)}")
     if outcome.interrupted:
         console.print(
@@ -179,19 +210,171 @@ def cmd_study(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_FAIL
+    if getattr(outcome, "failed_workers", 0):
+        print(f"error: {outcome.failed_workers} worker(s) exited with an error.", file=sys.stderr)
+        return EXIT_FAIL
     if not rows:
         print("error: no trial completed in this study.", file=sys.stderr)
         return EXIT_FAIL
     return 0
 
 
-NEEDS_TENSORFLOW = {"study", "validate"}
+def cmd_study(args: argparse.Namespace) -> int:
+    from weightsearch import runner
+    from weightsearch.progress import StudyProgress
+
+    spec, prepared, storage, tracker = _start(args)
+    console = _console()
+    n = args.n_trials or spec.search.n_trials
+    if args.workers > 1 or spec.search.trials_per_process:
+        from weightsearch.workers import run_local
+
+        _announce(console, spec, prepared, f"{n} trial(s) on {args.workers} workers", tracker)
+        outcome = run_local(args.spec, prepared, storage=storage, tracker=tracker, n_trials=n,
+                            workers=args.workers, timeout=args.timeout, console=console,
+                            passthrough=_passthrough(args))
+        return _finish(console, spec, outcome, tracker, args.top)
+    _announce(console, spec, prepared, f"{n} trial(s)", tracker)
+    progress = StudyProgress(console, spec.cv.metric, spec.cv.folds, spec.cv.epochs)
+    try:
+        outcome = runner.run_study(
+            prepared, n_trials=n, timeout=args.timeout, storage=storage, tracker=tracker,
+            progress=progress,
+        )
+    finally:
+        progress.stop()
+    return _finish(console, spec, outcome, tracker, args.top)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from weightsearch import runner
+    from weightsearch.progress import StudyProgress
+
+    spec, prepared, storage, tracker = _start(args)
+    console = _console()
+    total = args.n_trials or spec.search.n_trials
+    progress = None
+    if not args.quiet:
+        _announce(console, spec, prepared, f"worker until the study holds {total} trials", tracker)
+        progress = StudyProgress(console, spec.cv.metric, spec.cv.folds, spec.cv.epochs)
+    try:
+        outcome = runner.run_study(
+            prepared, timeout=args.timeout, storage=storage, tracker=tracker, progress=progress,
+            total=total, parent_run_id=args.parent_run_id, worker_index=args.worker_index,
+            max_trials=args.max_trials,
+        )
+    finally:
+        if progress is not None:
+            progress.stop()
+    code = _finish(console, spec, outcome, tracker, 0 if args.quiet else args.top)
+    # a worker that found the budget already spent has done its job
+    return 0 if code == EXIT_FAIL and not outcome.stopped_for_failures and outcome.ran == 0 \
+        else code
+
+
+def _passthrough(args: argparse.Namespace) -> list[str]:
+    """Flags a coordinator hands on to its worker processes."""
+    out: list[str] = []
+    if args.seed is not None:
+        out += ["--seed", str(args.seed)]
+    if args.no_tracking:
+        out += ["--no-tracking"]
+    if args.timeout:
+        out += ["--timeout", str(args.timeout)]
+    return out
+
+
+NEEDS_TENSORFLOW = {"study", "validate", "worker"}
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "study": cmd_study,
+    "worker": cmd_worker,
     "validate": cmd_validate,
     "datasets": cmd_datasets,
+    "report": cmd_report,
 }
+
+
+# ---- production: export, train, predict (weightsearch.export) -----------------------------
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from weightsearch import export
+
+    done = export.export(args.study, args.out, storage=args.storage, trial=args.trial)
+    console = _console()
+    for line in export.export_lines(done):
+        console.print(line)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from weightsearch import export
+
+    cfg = export.load_config(args.config)
+    console = _console()
+    for line in export.train_banner(cfg, args.data):
+        console.print(line)
+    bar = Progress(
+        TextColumn("[bold]epochs"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"), console=console, transient=True,
+    )
+    with bar:
+        task = bar.add_task("train", total=cfg.train["epochs"], loss="–")
+        result = export.train_from_config(
+            cfg,
+            data=args.data,
+            out=args.out,
+            track=False if args.no_tracking else None,
+            tracking_uri=args.tracking_uri,
+            on_epoch=lambda epoch, logs: bar.update(
+                task, advance=1, loss=f"{logs.get('loss', float('nan')):.4f}"
+            ),
+        )
+    for item in export.train_renderables(result):
+        console.print(item)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from weightsearch import export
+
+    res = export.predict(args.model_dir, args.data, args.out)
+    for line in export.predict_lines(res):
+        _console().print(line)
+    return 0
+
+
+def _production_parsers(sub: Any) -> None:
+    p = sub.add_parser("export", help="write a trial's config as a standalone training TOML")
+    p.add_argument("--study", required=True, help="the study name")
+    p.add_argument(
+        "--storage",
+        default="sqlite:///weightsearch.db",
+        help="Optuna storage URL (default: sqlite:///weightsearch.db)",
+    )
+    p.add_argument("--trial", type=_nonneg_int, help="trial number (default: the best trial)")
+    p.add_argument("--out", required=True, help="config file to write, e.g. best.toml")
+
+    p = sub.add_parser(
+        "train", help="train the final model from an exported config; evaluate, save, register"
+    )
+    p.add_argument("config", help="training config written by `export`, e.g. best.toml")
+    p.add_argument("--data", help="replace the config's data source (same columns and classes)")
+    p.add_argument("--out", required=True, help="model directory (model.keras, weightsearch.json)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: the config's)")
+    p.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+
+    p = sub.add_parser("predict", help="predict new data with a trained model directory")
+    p.add_argument("model_dir", help="directory written by `train --out`")
+    p.add_argument("--data", required=True, help="CSV/Parquet with the training columns, or NPZ")
+    p.add_argument("--out", required=True, help="predictions CSV to write")
+
+
+NEEDS_TENSORFLOW |= {"export", "train", "predict"}
+COMMANDS.update(export=cmd_export, train=cmd_train, predict=cmd_predict)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,20 +386,56 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("study", help="run (or resume) an Optuna study from a TOML spec")
-    p.add_argument("spec", help="study spec (TOML), e.g. studies/quickstart.toml")
+    _run_flags(p)
     p.add_argument("--n-trials", type=_positive_int, help="trials to run now (default: the spec's)")
+    p.add_argument("--workers", type=_positive_int, default=1,
+                   help="local worker processes (needs a journal: or postgresql:// storage)")
+
+    p = sub.add_parser(
+        "worker", help="join a study and run trials until it holds n_trials in total"
+    )
+    _run_flags(p)
+    p.add_argument("--n-trials", type=_positive_int,
+                   help="the study's total trial budget, across all workers (default: the spec's)")
+    p.add_argument("--parent-run-id", help="MLflow parent run to nest trial runs under")
+    p.add_argument("--worker-index", type=_nonneg_int, default=0,
+                   help="offsets the sampler seed so workers do not propose the same trials")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or leaderboard")
+    p.add_argument("--max-trials", type=_positive_int,
+                   help="exit after running this many trials in this process")
+
+    p = sub.add_parser("validate", help="check a spec and its data without running anything")
+    p.add_argument("spec")
+
+    sub.add_parser("datasets", help="list the built-in datasets")
+
+    p = sub.add_parser(
+        "report", help="leaderboard, scheme/loss comparison with paired tests, plots, HTML"
+    )
+    p.add_argument("--study", required=True, help="the study name")
+    p.add_argument(
+        "--storage",
+        default="sqlite:///weightsearch.db",
+        help="Optuna storage URL (default: sqlite:///weightsearch.db)",
+    )
+    p.add_argument("--out", help="output directory (default: reports/<study>)")
+    p.add_argument(
+        "--tracking-uri", help="MLflow tracking URI (default: the one the study was run with)"
+    )
+    p.add_argument("--no-tracking", action="store_true", help="do not log the report to MLflow")
+    p.add_argument("--top", type=_positive_int, default=10, help="leaderboard rows (default 10)")
+    _production_parsers(sub)
+    return parser
+
+
+def _run_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", help="study spec (TOML), e.g. studies/quickstart.toml")
     p.add_argument("--timeout", type=_positive_float, help="stop starting trials after S seconds")
     p.add_argument("--storage", help="Optuna storage URL (overrides [search] storage)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (overrides [tracking] mlflow_uri)")
     p.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     p.add_argument("--seed", type=_nonneg_int, help="override the spec's seed")
     p.add_argument("--top", type=_positive_int, default=10, help="leaderboard rows (default 10)")
-
-    p = sub.add_parser("validate", help="check a spec and its data without running anything")
-    p.add_argument("spec")
-
-    sub.add_parser("datasets", help="list the built-in datasets")
-    return parser
 
 
 def _positive_int(text: str) -> int:

@@ -251,7 +251,7 @@ class Objective:
                 )
             )
             oof[va] = f1.best_proba
-            training.clear()
+            del built, f1, reporter, callbacks  # the fold's model goes before the next is built
             if self.report_folds:
                 trial.report(results[-1].value, step=k)
                 if trial.should_prune():
@@ -270,6 +270,11 @@ class Objective:
         pred = metrics.predict_labels(oof, task, threshold=0.5, positive=positive)
         per_class = metrics.per_class_f1(y, pred, task, n)
         summary["per_class_f1"] = {c: float(v) for c, v in zip(d.classes, per_class, strict=True)}
+        summary["oof_confusion"] = (  # pooled out-of-fold counts at threshold 0.5, for `report`
+            metrics.multilabel_confusion_matrix(y, pred)
+            if task == "multilabel"
+            else metrics.confusion_matrix(y, pred, n)
+        ).tolist()
         if cv.tune_threshold and task in ("binary", "multilabel"):
             summary.update(self._tune(oof, positive))
         for key, val in summary.items():

@@ -57,14 +57,27 @@ def prepare(spec: Spec) -> Prepared:
             ],
             spec.path or spec.name,
         )
+    if spec.tracking.enabled and spec.tracking.mlflow_uri == spec.search.storage:
+        raise SpecError(
+            ["tracking.mlflow_uri: must not be the Optuna storage's database "
+             f"({mask_url(spec.search.storage)}); both keep an alembic_version table, so give "
+             "MLflow a database of its own."],
+            spec.path or spec.name,
+        )
     space = check_space(spec, task=ds.task, data_kind=ds.kind, input_shape=ds.input_shape)
+    if spec.search.engine == "keras-tuner":  # reject what KerasTuner cannot run, up front
+        from weightsearch.ktengine import check_spec
+
+        check_spec(spec, space)
     return Prepared(spec=spec, data=ds, train=train, test_idx=test_idx, space=space)
 
 
-def make_sampler(spec: Spec) -> Any:
+def make_sampler(spec: Spec, worker_index: int = 0) -> Any:
+    """The spec's sampler; each worker of a study gets its own seed (seed + worker index),
+    so parallel workers do not propose identical trials."""
     import optuna
 
-    s, seed = spec.search, spec.seed
+    s, seed = spec.search, spec.seed + worker_index
     _quiet_optuna()
     if s.sampler == "tpe":
         return optuna.samplers.TPESampler(
@@ -120,20 +133,25 @@ def make_pruner(spec: Spec) -> Any:
     raise AssertionError(s.pruner)
 
 
-def make_storage(url: str) -> Any:
+def is_journal(url: str) -> bool:
+    return url.startswith("journal:") or url.endswith((".journal", ".log"))
+
+
+def make_storage(url: str, *, heartbeat_interval: int = 30, grace_period: int = 90) -> Any:
     """An Optuna storage: RDB (SQLite, PostgreSQL) with heartbeats, or a journal file.
 
     ``journal:PATH`` (or a path ending in ``.journal``/``.log``) selects the journal file
-    backend, which is safe for several processes on one machine.
+    backend, which is safe for several processes on one machine. With an RDB storage, a
+    trial whose worker stops sending heartbeats for ``grace_period`` seconds is marked
+    failed and re-queued (at most twice), and its MLflow run is closed.
     """
-    import optuna
     from optuna.storages import JournalStorage, RDBStorage
     from optuna.storages.journal import JournalFileBackend
 
     _quiet_optuna()
 
     try:
-        if url.startswith("journal:") or url.endswith((".journal", ".log")):
+        if is_journal(url):
             path = url.removeprefix("journal:")
             return JournalStorage(JournalFileBackend(path))
         if "://" not in url:
@@ -143,9 +161,9 @@ def make_storage(url: str) -> Any:
             )
         return RDBStorage(
             url,
-            heartbeat_interval=30,
-            grace_period=90,
-            heartbeat_stale_trial_callback=_retry_callback(),
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            heartbeat_stale_trial_callback=StaleTrialHandler(),
             engine_kwargs={"pool_pre_ping": True},
         )
     except StudyError:
@@ -153,22 +171,49 @@ def make_storage(url: str) -> Any:
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StudyError(f"cannot open the Optuna storage {mask_url(url)!r}: {first}") from exc
-    finally:
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def _quiet_optuna() -> None:
     import optuna
 
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Trial failures are recorded by the objective (user attr, MLflow tag, progress line);
+    # Optuna's own warning would print a traceback for each.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 
-def _retry_callback() -> Any:
-    """Re-queue a trial whose worker died (stale heartbeat) as a new trial, at most twice."""
-    from optuna.storages import RetryHeartbeatStaleTrialCallback
+class StaleTrialHandler:
+    """Re-queue a trial whose worker died (stale heartbeat), at most twice, and close its
+    MLflow run as FAILED through ``tracker`` (set once the tracker exists)."""
 
-    return RetryHeartbeatStaleTrialCallback(max_retry=2)
+    def __init__(self) -> None:
+        from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+        self.retry = RetryHeartbeatStaleTrialCallback(max_retry=2)
+        self.tracker: Any = None
+
+    def __call__(self, study: Any, trial: Any) -> None:
+        self.retry(study, trial)
+        run = trial.user_attrs.get("mlflow_run_id")
+        if self.tracker is not None and run:
+            self.tracker.set_tags(run, {"error": "worker lost (no heartbeat); trial retried"})
+            self.tracker.end_trial(run, "FAIL")
+
+
+def open_storage(spec: Spec, url: str | None = None) -> Any:
+    """The spec's storage with its heartbeat settings."""
+    return make_storage(
+        url or spec.search.storage,
+        heartbeat_interval=spec.search.heartbeat_interval,
+        grace_period=spec.search.grace_period,
+    )
+
+
+def attach_tracker(storage: Any, tracker: Any) -> None:
+    """Let the storage's stale-trial handler close lost trials' MLflow runs."""
+    handler = getattr(storage, "heartbeat_stale_trial_callback", None)
+    if isinstance(handler, StaleTrialHandler):
+        handler.tracker = tracker
 
 
 class ConsecutiveFailures:
@@ -209,6 +254,40 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def create_study(spec: Spec, store: Any, url: str, worker_index: int = 0) -> Any:
+    """Create the spec's study, or load it when it exists (resume, or another worker's)."""
+    import optuna
+
+    study = optuna.create_study(
+        study_name=spec.name,
+        storage=store,
+        sampler=make_sampler(spec, worker_index),
+        pruner=make_pruner(spec),
+        direction="maximize",
+        load_if_exists=True,
+    )
+    study.set_user_attr("metric", spec.cv.metric)
+    as_dict = spec.to_dict()
+    as_dict["search"]["storage"] = mask_url(url)
+    study.set_user_attr("spec", as_dict)
+    return study
+
+
+def study_params(spec: Spec, url: str, n_trials: int) -> dict[str, Any]:
+    """What the MLflow parent run records about a study invocation."""
+    return {
+        "storage": mask_url(url),
+        "n_trials": n_trials,
+        "folds": spec.cv.folds,
+        "epochs": spec.cv.epochs,
+        "metric": spec.cv.metric,
+        "data": spec.data.source,
+        "sampler": spec.search.sampler,
+        "pruner": spec.search.pruner,
+        "seed": spec.seed,
+    }
+
+
 @dataclass
 class Outcome:
     study: Any
@@ -216,6 +295,7 @@ class Outcome:
     stopped_for_failures: bool = False
     ran: int = 0
     seconds: float = 0.0
+    failed_workers: int = 0
 
 
 def run_study(
@@ -226,8 +306,17 @@ def run_study(
     storage: Any = None,
     tracker: Any = None,
     progress: Any = None,
+    total: int | None = None,
+    parent_run_id: str | None = None,
+    worker_index: int = 0,
+    max_trials: int | None = None,
 ) -> Outcome:
     """Create or resume the study and run ``n_trials`` more trials (or until ``timeout``).
+
+    Worker mode: with ``total``, run trials until the study holds ``total`` trials across
+    all workers (a trial that was lost and retried counts once). Counting and creating a
+    trial happen under a study-wide lock, so N workers never overshoot.
+    ``parent_run_id`` joins an existing MLflow parent run instead of starting one.
 
     ``storage`` is a URL or an already opened Optuna storage (open it before creating the
     tracker, so an unreachable storage leaves nothing in MLflow).
@@ -235,7 +324,20 @@ def run_study(
     ``progress`` receives ``start(total)``, ``epoch(trial, fold, epoch)`` and
     ``trial_done(study, trial)`` calls; ``None`` shows nothing.
     """
-    import optuna
+    if prepared.spec.search.engine == "keras-tuner":  # same objective, KerasTuner's search
+        from weightsearch import ktengine
+
+        return ktengine.run_study(
+            prepared,
+            n_trials=n_trials,
+            timeout=timeout,
+            storage=storage,
+            tracker=tracker,
+            progress=progress,
+            total=total,
+            parent_run_id=parent_run_id,
+            worker_index=worker_index,
+        )
 
     from weightsearch.objective import Objective
     from weightsearch.tracking import NullTracker
@@ -243,19 +345,11 @@ def run_study(
     spec = prepared.spec
     tracker = tracker or NullTracker()
     url = storage if isinstance(storage, str) else spec.search.storage
-    store = storage if storage is not None and not isinstance(storage, str) else make_storage(url)
-    study = optuna.create_study(
-        study_name=spec.name,
-        storage=store,
-        sampler=make_sampler(spec),
-        pruner=make_pruner(spec),
-        direction="maximize",
-        load_if_exists=True,
-    )
-    study.set_user_attr("metric", spec.cv.metric)
-    study.set_user_attr(
-        "spec", spec.to_dict() | {"search": {**spec.to_dict()["search"], "storage": mask_url(url)}}
-    )
+    if storage is None or isinstance(storage, str):
+        store = open_storage(spec, url)
+    else:
+        store = storage
+    study = create_study(spec, store, url, worker_index)
     objective = Objective(
         spec,
         prepared.train,
@@ -267,36 +361,35 @@ def run_study(
     failures = ConsecutiveFailures(spec.search.max_consecutive_failures)
     callbacks = [failures]
     if progress is not None:
-        progress.start(n)
+        progress.start(total if total is not None else n)
         callbacks.append(progress.trial_done)
+    attach_tracker(store, tracker)
     before = len(study.trials)
-    tracker.start_study(
-        spec.name,
-        {
-            "storage": mask_url(url),
-            "n_trials": n,
-            "folds": spec.cv.folds,
-            "epochs": spec.cv.epochs,
-            "metric": spec.cv.metric,
-            "data": spec.data.source,
-            "sampler": spec.search.sampler,
-            "pruner": spec.search.pruner,
-            "seed": spec.seed,
-        },
-        {"optuna.study": spec.name},
-    )
+    if parent_run_id:
+        tracker.parent_run_id = parent_run_id
+    else:
+        tracker.start_study(
+            spec.name,
+            study_params(spec, url, total if total is not None else n),
+            {"optuna.study": spec.name},
+        )
     outcome = Outcome(study=study)
     start = time.perf_counter()
     state = "COMPLETE"
+    timeout = timeout or spec.search.timeout
     try:
         with _sigterm_as_interrupt():
-            study.optimize(
-                objective,
-                n_trials=n,
-                timeout=timeout or spec.search.timeout,
-                catch=(Exception,),
-                callbacks=callbacks,
-            )
+            if total is None:
+                study.optimize(
+                    objective, n_trials=n, timeout=timeout, catch=(Exception,), callbacks=callbacks
+                )
+            else:
+                from weightsearch.workers import optimize_until
+
+                optimize_until(
+                    study, objective, total, url=url, timeout=timeout, callbacks=callbacks,
+                    max_trials=max_trials,
+                )
     except KeyboardInterrupt:
         outcome.interrupted = True
         state = "KILLED"
@@ -306,7 +399,10 @@ def run_study(
         outcome.stopped_for_failures = failures.tripped
         if failures.tripped:
             state = "FAIL"
-        tracker.end_study(state)
+        if parent_run_id:
+            tracker.parent_run_id = None  # the coordinator owns and closes it
+        else:
+            tracker.end_study(state)
     return outcome
 
 

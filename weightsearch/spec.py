@@ -62,6 +62,9 @@ class SearchSpec:
     engine: str = "optuna"
     n_startup_trials: int = 5
     max_consecutive_failures: int = 5
+    heartbeat_interval: int = 30
+    grace_period: int = 90
+    trials_per_process: int = 0
 
 
 @dataclass(frozen=True)
@@ -264,6 +267,16 @@ def _check_search(c: _Checker, raw: dict[str, Any]) -> SearchSpec:
         raw.get("max_consecutive_failures", d.max_consecutive_failures),
         0,
     )
+    heartbeat = c.integer(
+        "search.heartbeat_interval", raw.get("heartbeat_interval", d.heartbeat_interval), 1
+    )
+    grace = c.integer("search.grace_period", raw.get("grace_period", d.grace_period), 1)
+    per_process = c.integer(
+        "search.trials_per_process", raw.get("trials_per_process", d.trials_per_process), 0
+    )
+    if heartbeat and grace and grace <= heartbeat:
+        c.add("search.grace_period", f"must exceed search.heartbeat_interval ({heartbeat}), "
+              f"but got {grace}.")
     return SearchSpec(
         n_trials=n_trials or d.n_trials,
         timeout=timeout,
@@ -273,6 +286,9 @@ def _check_search(c: _Checker, raw: dict[str, Any]) -> SearchSpec:
         engine=engine or d.engine,
         n_startup_trials=d.n_startup_trials if startup is None else startup,
         max_consecutive_failures=d.max_consecutive_failures if max_fail is None else max_fail,
+        heartbeat_interval=heartbeat or d.heartbeat_interval,
+        grace_period=grace or d.grace_period,
+        trials_per_process=per_process or 0,
     )
 
 

@@ -102,6 +102,8 @@ class MlflowTracker(NullTracker):
         self.experiment_name = experiment
         self.client = MlflowClient(tracking_uri=uri)
         self.parent_run_id = None
+        if uri.startswith(("http://", "https://")):
+            _check_server(uri)
         try:
             exp = self.client.get_experiment_by_name(experiment)
             if exp is None:
@@ -185,6 +187,21 @@ class MlflowTracker(NullTracker):
             self.parent_run_id = None
 
 
+def _check_server(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast on an unreachable tracking server (MLflow's client retries for minutes)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
+            pass
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrackingError(
+            f"cannot reach the MLflow tracking server {mask_url(uri)!r}: {reason}"
+        ) from exc
+
+
 def _param_str(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text[:6000]
@@ -199,3 +216,219 @@ def make_tracker(enabled: bool, uri: str, experiment: str) -> NullTracker:
 
 def temp_dir() -> tempfile.TemporaryDirectory[str]:
     return tempfile.TemporaryDirectory(prefix="weightsearch-")
+
+
+# ---- report artifacts (used by `weightsearch report`) --------------------------------------
+
+
+def find_study_run(uri: str, experiment: str, study: str) -> tuple[str | None, str]:
+    """The latest MLflow parent run of a study (tag ``weightsearch.role=study``).
+
+    Returns ``(run_id, "")``, or ``(None, why)`` when there is none. A local SQLite store
+    that does not exist is not created.
+    """
+    from mlflow import MlflowClient
+
+    _quiet_logs()
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
+        return None, f"no MLflow database at {uri[len('sqlite:///') :]}; nothing logged."
+    try:
+        client = MlflowClient(tracking_uri=uri)
+        exp = client.get_experiment_by_name(experiment)
+        if exp is None:
+            return None, f"no MLflow experiment {experiment!r} at {mask_url(uri)}; nothing logged."
+        runs = client.search_runs(
+            [exp.experiment_id],
+            filter_string="tags.`weightsearch.role` = 'study'",
+            order_by=["attributes.start_time DESC"],
+            max_results=20,
+        )
+    except Exception as exc:
+        raise TrackingError(
+            f"cannot use the MLflow tracking URI {mask_url(uri)!r}: {str(exc).splitlines()[0]} "
+            "(use --no-tracking to skip MLflow)"
+        ) from exc
+    runs = [r for r in runs if r.data.tags.get("weightsearch.study", study) == study]
+    if not runs:
+        return None, f"no parent run of study {study!r} in experiment {experiment!r}."
+    return runs[0].info.run_id, ""
+
+
+def log_report_artifacts(
+    uri: str, experiment: str, study: str, directory: str | Path, artifact_path: str = "report"
+) -> tuple[str | None, str]:
+    """Log every file of ``directory`` under ``artifact_path/`` on the study's latest parent
+    run. Returns ``(run_id, note)``; ``run_id`` is ``None`` (and ``note`` says why) when the
+    study has no parent run."""
+    from mlflow import MlflowClient
+
+    run, why = find_study_run(uri, experiment, study)
+    if run is None:
+        return None, why
+    try:
+        MlflowClient(tracking_uri=uri).log_artifacts(run, str(directory), artifact_path)
+    except Exception as exc:
+        raise TrackingError(
+            f"cannot log the report to MLflow run {run}: {str(exc).splitlines()[0]} "
+            "(use --no-tracking to skip MLflow)"
+        ) from exc
+    return run, f"logged under {artifact_path}/ on MLflow parent run {run}."
+
+
+# ---- final models (used by `weightsearch train`) ------------------------------------------
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def start_train_run(
+    tracker: NullTracker, run_name: str, tags: dict[str, str], params: dict[str, Any]
+) -> str | None:
+    """A new top-level run in the tracker's experiment, or ``None`` when tracking is off."""
+    if not tracker.enabled:
+        return None
+    try:
+        run = tracker.client.create_run(  # type: ignore[attr-defined]
+            tracker.experiment_id, run_name=run_name, tags=tags  # type: ignore[attr-defined]
+        )
+        tracker.log_params(run.info.run_id, params)
+    except Exception as exc:
+        raise TrackingError(
+            f"cannot create an MLflow run at {mask_url(tracker.uri)!r}: "  # type: ignore[attr-defined]
+            f"{_first_line(exc)} (use --no-tracking to skip MLflow)"
+        ) from exc
+    return run.info.run_id
+
+
+def end_run(tracker: NullTracker, run: str | None, status: str = "FINISHED") -> None:
+    """Terminate a run created by :func:`start_train_run` (``FINISHED``/``FAILED``/``KILLED``)."""
+    if run is not None and tracker.enabled:
+        tracker.client.set_terminated(run, status=status)  # type: ignore[attr-defined]
+
+
+def tag_other_run(tracker: NullTracker, run: str | None, tags: dict[str, str]) -> bool:
+    """Best effort: tag a run of another command (e.g. the source trial's run); ``False`` if
+    it is not in this store."""
+    if run is None or not tracker.enabled:
+        return False
+    try:
+        tracker.set_tags(run, tags)
+    except Exception:
+        return False
+    return True
+
+
+def _pip_requirements() -> list[str]:
+    """Pinned Keras and TensorFlow for the logged model (no inference: it imports the model
+    in a subprocess and may look packages up online)."""
+    from importlib import metadata
+
+    reqs = []
+    for dist in ("keras", "tensorflow-cpu", "tensorflow"):
+        try:
+            reqs.append(f"{dist}=={metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            continue
+        if dist.startswith("tensorflow"):
+            break
+    return reqs
+
+
+def log_keras_model(
+    tracker: NullTracker,
+    run: str | None,
+    model: Any,
+    *,
+    x_example: Any,
+    registered_model_name: str | None,
+    description: str | None = None,
+    version_tags: dict[str, str] | None = None,
+) -> dict[str, Any] | None:
+    """Log ``model`` with MLflow's Keras 3 flavour, with a signature inferred from
+    ``x_example`` and its predictions and ``x_example`` as the input example, on run ``run``;
+    then register it as a new version of ``registered_model_name`` (created if needed).
+
+    Returns ``{"model_uri", "model_id", "registered_model", "version", "version_uri"}`` or
+    ``None`` when tracking is off. Works offline: nothing is looked up on a package index.
+    """
+    if run is None or not tracker.enabled:
+        return None
+    import contextlib
+    import io
+    import os
+    import types
+
+    import mlflow
+    import mlflow.keras
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import Model, infer_signature
+
+    _quiet_logs()
+    uri = tracker.uri  # type: ignore[attr-defined]
+
+    def save_model(path: str, **kwargs: Any) -> None:
+        # MLflow 3.17's Keras flavour writes the input example before it creates the model
+        # directory (FileNotFoundError); creating it first is harmless once that is fixed.
+        os.makedirs(path, exist_ok=True)
+        mlflow.keras.save_model(path=path, **kwargs)
+
+    flavor = types.SimpleNamespace(__name__="mlflow.keras", save_model=save_model)
+    previous_uri = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    try:
+        signature = infer_signature(x_example, model.predict(x_example, verbose=0))
+        # The flavour API reads the global tracking URI and active run: set both for this
+        # call only. The input example is validated by a predict() whose progress bar goes
+        # to stdout, hence the redirect.
+        mlflow.set_tracking_uri(uri)
+        nested = mlflow.active_run() is not None
+        with (
+            mlflow.start_run(run_id=run, nested=nested),
+            contextlib.redirect_stdout(io.StringIO()),
+        ):
+            info = Model.log(
+                None,
+                name="model",
+                flavor=flavor,
+                model=model,
+                signature=signature,
+                input_example=x_example,
+                pip_requirements=_pip_requirements(),
+            )
+        out: dict[str, Any] = {
+            "model_uri": info.model_uri,
+            "model_id": info.model_id,
+            "registered_model": None,
+            "version": None,
+            "version_uri": None,
+        }
+        if registered_model_name:
+            client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            try:
+                client.create_registered_model(registered_model_name)
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+            version = client.create_model_version(
+                registered_model_name,
+                source=info.model_uri,
+                run_id=run,
+                tags=version_tags or {},
+                description=description,
+                model_id=info.model_id,
+            )
+            out.update(
+                registered_model=registered_model_name,
+                version=int(version.version),
+                version_uri=f"models:/{registered_model_name}/{version.version}",
+            )
+        return out
+    except Exception as exc:
+        raise TrackingError(
+            f"cannot log the model to MLflow at {mask_url(uri)!r}: {_first_line(exc)} "
+            "(use --no-tracking to skip MLflow)"
+        ) from exc
+    finally:
+        mlflow.set_tracking_uri(previous_uri)

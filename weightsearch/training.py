@@ -6,7 +6,6 @@ what the search measured is exactly what production trains.
 
 from __future__ import annotations
 
-import gc
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,11 +37,12 @@ def configure_threads(threads: int | None = None) -> None:
 
 
 def clear() -> None:
-    """Free a trial's models: ``keras.backend.clear_session()`` then ``gc.collect()``."""
+    """Free a trial's models: ``keras.backend.clear_session()``, which also runs
+    ``gc.collect()`` (a full collection costs ~0.5 s with TensorFlow loaded, so once per
+    trial, not per fold)."""
     import keras
 
-    keras.backend.clear_session()
-    gc.collect()
+    keras.backend.clear_session(free_memory=True)
 
 
 def make_optimizer(name: str, learning_rate: float) -> Any:

@@ -1,0 +1,163 @@
+"""Bad input through the CLI: one clear message naming what and where, a non-zero exit, no
+traceback, and nothing written to the study or MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from weightsearch.cli import main
+
+HEAD = 'name = "bad"\n'
+SPACE = '[space.model]\narch = "mlp"\ndepth = 1\nwidth = 8\n'
+CV = "[cv]\nfolds = 2\nepochs = 1\n"
+
+
+def _csv(tmp: Path, name: str, text: str) -> str:
+    path = tmp / name
+    path.write_text(text)
+    return str(path)
+
+
+def _rows(n: int, label=lambda i: i % 2, extra: str = "") -> str:
+    return "a,b,label\n" + "".join(f"{i * 0.1},{i % 7},{label(i)}{extra}\n" for i in range(n))
+
+
+def _spec(tmp: Path, data: str, body: str = CV + SPACE, head: str = HEAD) -> Path:
+    text = head + f"[data]\n{data}\n" + body
+    text += f'[search]\nstorage = "sqlite:///{tmp}/optuna.db"\n'
+    text += f'[tracking]\nmlflow_uri = "sqlite:///{tmp}/mlflow.db"\n'
+    path = tmp / "spec.toml"
+    path.write_text(text)
+    return path
+
+
+def _case_files(tmp: Path) -> dict[str, tuple[str, str, str]]:
+    """case → (spec data section, expected text in the error, spec body override or '')."""
+    nan = _csv(tmp, "nan.csv", _rows(20).replace("0.5,5,1", "nan,5,1"))
+    strings = _csv(tmp, "str.csv", "a,colour,label\n" + "".join(
+        f"{i},{'red' if i % 2 else 'blue'},{i % 2}\n" for i in range(20)))
+    single = _csv(tmp, "single.csv", _rows(20, label=lambda i: 0))
+    few = _csv(tmp, "few.csv", _rows(20, label=lambda i: 1 if i == 3 else 0))
+    empty = _csv(tmp, "empty.csv", "")
+    notarget = _csv(tmp, "nolabel.csv", "a,b,y\n1,2,0\n3,4,1\n")
+    imgs = tmp / "seq.npz"
+    np.savez(imgs, x=np.random.rand(40, 28, 28).astype("float32"), y=np.arange(40) % 2)
+    return {
+        "missing file": (f'source = "{tmp}/nope.csv"', "nope.csv", ""),
+        "empty file": (f'source = "{empty}"', "empty.csv", ""),
+        "missing target": (f'source = "{notarget}"\ntarget = "label"', "label", ""),
+        "nan features": (f'source = "{nan}"', "nan.csv", ""),
+        "string features": (f'source = "{strings}"', "colour", ""),
+        "single class": (f'source = "{single}"', "single class", ""),
+        "too few rows": (f'source = "{few}"\ntest_size = 0.0', "fold", ""),
+        "image shape": (f'source = "{imgs}"', "space.model.arch",
+                        CV + '[space.model]\narch = "cnn"\n'),
+    }
+
+
+SPEC_CASES = {
+    "malformed toml": ("name = 'x'\n[data\n", "malformed TOML"),
+    "unknown key": (HEAD + '[data]\nsource = "builtin:breast-cancer"\ncolour = 1\n',
+                    "data.colour: unknown key"),
+    "wrong type": (HEAD + '[data]\nsource = "builtin:breast-cancer"\n[cv]\nfolds = "3"\n',
+                   "cv.folds: expected an integer"),
+    "empty range": (HEAD + '[data]\nsource = "builtin:breast-cancer"\n'
+                    "[space.loss]\nname = \"focal\"\ngamma = [3.0, 1.0]\n",
+                    "space.loss.gamma: empty range"),
+    "unknown scheme": (HEAD + '[data]\nsource = "builtin:breast-cancer"\n'
+                       '[space.weighting]\nscheme = ["balanced", "cubic"]\n',
+                       "space.weighting.scheme: Unknown weighting scheme 'cubic'; expected one of"),
+    "unknown loss": (HEAD + '[data]\nsource = "builtin:breast-cancer"\n'
+                     '[space.loss]\nname = "hinge"\n', "space.loss.name: Unknown loss 'hinge'"),
+    "unknown arch": (HEAD + '[data]\nsource = "builtin:breast-cancer"\n'
+                     '[space.model]\narch = "transformer"\n', "Unknown arch 'transformer'"),
+}
+
+
+def _assert_clean_failure(capsys, code: int, expected: str, tmp: Path) -> None:
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "Traceback" not in err
+    lines = [x for x in err.strip().splitlines() if x]
+    assert lines and all(x.startswith("error: ") for x in lines), err
+    assert any(expected in x for x in lines), err
+    assert not (tmp / "optuna.db").exists() and not (tmp / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize("case", sorted(SPEC_CASES))
+@pytest.mark.parametrize("command", ["validate", "study"])
+def test_bad_spec(case: str, command: str, tmp_path: Path, capsys) -> None:
+    text, expected = SPEC_CASES[case]
+    if "[search]" not in text and "malformed" not in text:
+        text += f'[search]\nstorage = "sqlite:///{tmp_path}/optuna.db"\n'
+        text += f'[tracking]\nmlflow_uri = "sqlite:///{tmp_path}/mlflow.db"\n'
+    spec = tmp_path / "spec.toml"
+    spec.write_text(text)
+    _assert_clean_failure(capsys, main([command, str(spec)]), expected, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["missing file", "empty file", "missing target", "nan features", "string features",
+     "single class", "too few rows", "image shape"],
+)
+def test_bad_data(case: str, tmp_path: Path, capsys) -> None:
+    data, expected, body = _case_files(tmp_path)[case]
+    spec = _spec(tmp_path, data, body or CV + SPACE)
+    _assert_clean_failure(capsys, main(["study", str(spec)]), expected, tmp_path)
+
+
+def test_bad_flag_exits_2(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["study", "studies/quickstart.toml", "--n-trials", "zero"])
+    assert info.value.code == 2
+    assert "expected a positive integer, but got 'zero'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_unreachable_storage(tmp_path: Path, capsys) -> None:
+    spec = _spec(tmp_path, 'source = "builtin:breast-cancer"')
+    code = main(["study", str(spec), "--storage", "postgresql://u:pw@127.0.0.1:1/nowhere"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert "cannot open the Optuna storage 'postgresql://u:***@127.0.0.1:1/nowhere'" in err
+    assert "pw@" not in err
+    assert not (tmp_path / "mlflow.db").exists()  # the tracker was never created
+
+
+@pytest.mark.slow
+def test_unreachable_tracking_server(tmp_path: Path, capsys) -> None:
+    import optuna
+
+    spec = _spec(tmp_path, 'source = "builtin:breast-cancer"')
+    code = main(["study", str(spec), "--tracking-uri", "http://127.0.0.1:1"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert "cannot reach the MLflow tracking server 'http://127.0.0.1:1'" in err
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    assert optuna.get_all_study_names(storage) == []  # nothing half-written to the study
+
+
+@pytest.mark.slow
+def test_study_stops_after_consecutive_failures(tiny_spec, tmp_path: Path, monkeypatch,
+                                                capsys) -> None:
+    from weightsearch import training
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated out of memory")
+
+    monkeypatch.setattr(training, "build", broken)
+    spec = tiny_spec(name="failing", n_trials=6)
+    spec.write_text(spec.read_text().replace("[search]", "[search]\nmax_consecutive_failures = 2"))
+    code = main(["study", str(spec)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "stopped after 2 failed trials in a row; last error: RuntimeError: simulated out of " \
+           "memory" in err
+    import optuna
+
+    study = optuna.load_study(study_name="failing", storage=f"sqlite:///{tmp_path}/optuna.db")
+    assert [t.state.name for t in study.trials] == ["FAIL", "FAIL"]

@@ -1,0 +1,418 @@
+"""From study to production: export → train → predict, the Python API and the bad inputs.
+
+The end-to-end tests run one tiny study through the CLI once (a module fixture) and share
+its exported config, model directory and predictions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import TINY_SPEC
+
+from weightsearch.cli import main
+
+SYNTH = {"n_samples": 160, "n_features": 6, "weights": [0.75, 0.25], "class_sep": 2.0}
+
+
+def _config_dict(**changes) -> dict:
+    """A minimal valid training config (as parsed TOML) on the tiny synthetic data."""
+    raw = {
+        "source": {"study": "unit", "trial": 0},
+        "data": {
+            "source": "builtin:synthetic",
+            "task": "binary",
+            "test_size": 0.2,
+            "seed": 0,
+            "options": dict(SYNTH),
+            "classes": ["0", "1"],
+            "feature_names": [f"x{i}" for i in range(6)],
+            "input_shape": [6],
+        },
+        "weighting": {"scheme": "balanced", "apply_weights": "loss", "params": {}},
+        "loss": {"name": "focal", "params": {"gamma": 1.5}},
+        "model": {"arch": "mlp", "params": {"depth": 1, "width": 8}},
+        "train": {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 16, "epochs": 1},
+        "decision": {"threshold": 0.4, "positive": "1"},
+        "tracking": {"enabled": False},
+    }
+    for key, value in changes.items():
+        section, _, name = key.partition(".")
+        raw[section][name] = value
+    return raw
+
+
+def _one_error_line(err: str) -> str:
+    lines = [x for x in err.strip().splitlines() if x.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ") and "Traceback" not in err
+    return lines[0]
+
+
+# ---- fast: config checks and the API ------------------------------------------------------
+
+
+def test_import_weightsearch_is_light_and_exposes_the_api_lazily() -> None:
+    code = (
+        "import sys, weightsearch\n"
+        "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules\n"
+        "fns = [weightsearch.load_config, weightsearch.build_from_config,\n"
+        "       weightsearch.train_from_config, weightsearch.load_model]\n"
+        "assert all(f.__module__ == 'weightsearch.export' for f in fns)\n"
+        "assert 'keras' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_config_toml_round_trip_keeps_exact_values() -> None:
+    from weightsearch.export import parse_config
+
+    raw = _config_dict()
+    raw["weighting"] = {"scheme": "effective_number", "params": {"beta": 0.1 + 0.2}}
+    raw["train"]["learning_rate"] = 0.0012345678901234567
+    cfg = parse_config(raw)
+    back = parse_config(tomllib.loads(cfg.to_toml()))
+    assert back.to_dict() == cfg.to_dict()
+    assert back.weighting["params"]["beta"] == 0.1 + 0.2  # floats are written with repr
+    assert back.train["learning_rate"] == 0.0012345678901234567
+    # defaults are filled in, so the file is standalone
+    assert back.model["params"]["dropout"] == 0.1 and back.weighting["apply_weights"] == "loss"
+    assert back.params()["loss.focal.gamma"] == 1.5
+
+
+def test_unknown_scheme_is_one_clear_line_naming_the_key() -> None:
+    from weightsearch.export import ConfigError, parse_config
+
+    with pytest.raises(ConfigError) as info:
+        parse_config(_config_dict(**{"weighting.scheme": "balancd"}), source="best.toml")
+    assert len(info.value.problems) == 1
+    line = str(info.value)
+    assert line.startswith("best.toml: weighting.scheme: Unknown weighting scheme 'balancd'")
+    assert "expected one of: none, balanced" in line
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"loss.name": "hinge"}, "loss.name: Unknown loss 'hinge'"),
+        ({"weighting.params": {"beta": 2.0}}, "weighting.params (balanced) got unknown"),
+        ({"train.epochs": 0}, "train.epochs: must be an integer >= 1, but got 0."),
+        ({"train.optimizer": "adamx"}, "train: optimizer must be one of"),
+        ({"decision.threshold": 1.5}, "decision.threshold: expected a number in [0, 1]"),
+        ({"decision.positive": "2"}, "decision.positive: unknown class '2'"),
+        ({"data.task": "multiclass"}, "decision.threshold: multiclass decisions use argmax"),
+        ({"model.arch": "cnn"}, "model.arch: arch 'cnn' expects images"),
+        ({"train.patience": 3}, "train.patience: unknown key"),
+    ],
+)
+def test_config_problems_name_the_key(changes: dict, expected: str) -> None:
+    from weightsearch.export import ConfigError, parse_config
+
+    with pytest.raises(ConfigError) as info:
+        parse_config(_config_dict(**changes), source="cfg.toml")
+    assert any(expected in p for p in info.value.problems), info.value.problems
+
+
+def test_load_config_reports_missing_and_malformed_files(tmp_path: Path) -> None:
+    from weightsearch.export import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[data\n")
+    with pytest.raises(ConfigError, match="malformed TOML"):
+        load_config(bad)
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    with pytest.raises(ConfigError) as info:
+        load_config(empty)
+    assert "data: missing [data] section." in info.value.problems
+
+
+def test_build_from_config_returns_compiled_model_weights_and_fit_kwargs() -> None:
+    from weightsearch import data as data_mod
+    from weightsearch.export import build_from_config, parse_config
+    from weightsearch.losses import FocalLoss
+    from weightsearch.weighting import weight_vector
+
+    ds = data_mod.load("builtin:synthetic", seed=0, options=dict(SYNTH, n_samples=40))
+    built = build_from_config(parse_config(_config_dict()), ds)
+    counts = np.bincount(ds.y, minlength=2)
+    np.testing.assert_allclose(built.weights, weight_vector(counts, "balanced"))
+    assert isinstance(built.loss, FocalLoss) and built.loss.gamma == 1.5
+    np.testing.assert_allclose(built.loss.weights, built.weights)
+    assert built.fit_kwargs == {} and built.model.compiled
+    assert built.model.output_shape == (None, 2)
+    built.model.fit(ds.x, data_mod.model_targets(ds.y, "binary", 2), epochs=1, verbose=0)
+
+    # weights applied per sample instead: the loss is unweighted, fit gets sample_weight
+    cfg = parse_config(_config_dict(**{"weighting.apply_weights": "sample_weight"}))
+    built = build_from_config(cfg, (ds.x, ds.y))
+    assert built.loss.weights is None
+    np.testing.assert_allclose(built.fit_kwargs["sample_weight"], built.weights[ds.y], rtol=1e-6)
+
+
+def test_median_epochs_rounds_half_up() -> None:
+    from weightsearch.export import _median_epochs
+
+    assert _median_epochs([1, 2], 9) == 2
+    assert _median_epochs([3, 1, 8], 9) == 3
+    assert _median_epochs([], 9) == 9
+
+
+# ---- slow: one tiny study through the CLI -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """study → export → train → predict, all through the CLI, in one temporary directory."""
+    tmp = tmp_path_factory.mktemp("production")
+    spec = tmp / "e2e.toml"
+    spec.write_text(TINY_SPEC.format(name="e2e", n_trials=2, pruner="none", tmp=tmp))
+    storage = f"sqlite:///{tmp}/optuna.db"
+    assert main(["study", str(spec)]) == 0
+    config = tmp / "best.toml"
+    assert main(["export", "--study", "e2e", "--storage", storage, "--out", str(config)]) == 0
+    model_dir = tmp / "models" / "e2e"
+    assert main(["train", str(config), "--out", str(model_dir)]) == 0
+
+    from weightsearch import data as data_mod
+
+    ds = data_mod.load("builtin:synthetic", seed=0, options=dict(SYNTH))
+    new = pd.DataFrame(ds.x[:12], columns=ds.feature_names)
+    new = new[list(reversed(new.columns))]  # column order does not matter
+    new.insert(0, "label", ds.y[:12])  # a training target column is ignored
+    new_csv = tmp / "new.csv"
+    new.to_csv(new_csv, index=False)
+    predictions = tmp / "predictions.csv"
+    assert main(["predict", str(model_dir), "--data", str(new_csv), "--out", str(predictions)]) == 0
+    return {
+        "tmp": tmp,
+        "storage": storage,
+        "mlflow": f"sqlite:///{tmp}/mlflow.db",
+        "config": config,
+        "model_dir": model_dir,
+        "new": new,
+        "x": ds.x[:12],
+        "predictions": predictions,
+    }
+
+
+@pytest.mark.slow
+def test_export_reproduces_the_best_trial_exactly(pipeline) -> None:
+    import optuna
+
+    from weightsearch.export import load_config
+
+    study = optuna.load_study(study_name="e2e", storage=pipeline["storage"])
+    best = study.best_trial
+    cfg = load_config(pipeline["config"])
+    assert cfg.source["study"] == "e2e" and cfg.source["trial"] == best.number
+    assert cfg.source["mlflow_run_id"] == best.user_attrs["mlflow_run_id"]
+    assert cfg.source["cv_value"] == best.value
+    flat = cfg.params()
+    for name, value in best.params.items():  # exactly, type included
+        assert flat[name] == value and type(flat[name]) is type(value), name
+    assert cfg.components["weighting"] == {
+        "scheme": best.user_attrs["config"]["weighting"]["scheme"],
+        "params": best.user_attrs["config"]["weighting"]["params"],
+    }
+    assert cfg.train["epochs"] == int(np.floor(np.median(best.user_attrs["best_epochs"]) + 0.5))
+    assert cfg.train["batch_size"] == 32 and cfg.data["test_size"] == 0.2
+    assert cfg.decision["threshold"] == best.user_attrs["threshold"]
+    assert cfg.decision["positive"] == "1"  # the minority class of the training part
+    assert cfg.tracking["registered_model"] == "e2e"
+    text = pipeline["config"].read_text()
+    assert text.startswith("# weightsearch training config: study 'e2e'")
+    assert not list(pipeline["tmp"].glob(".best.toml*"))  # no temporary files left
+
+    # --trial picks another (complete) trial
+    other = next(t for t in study.trials if t.number != best.number)
+    out = pipeline["tmp"] / "other.toml"
+    args = ["export", "--study", "e2e", "--storage", pipeline["storage"], "--out", str(out)]
+    assert main([*args, "--trial", str(other.number)]) == 0
+    flat = load_config(out).params()
+    assert all(flat[k] == v for k, v in other.params.items())
+
+
+@pytest.mark.slow
+def test_trained_model_is_saved_evaluated_and_registered(pipeline) -> None:
+    from mlflow import MlflowClient
+
+    from weightsearch.export import load_config
+
+    model_dir = pipeline["model_dir"]
+    assert sorted(p.name for p in model_dir.iterdir()) == ["model.keras", "weightsearch.json"]
+    assert not [p for p in model_dir.parent.iterdir() if p.name.startswith(".")]
+    meta = json.loads((model_dir / "weightsearch.json").read_text())
+    cfg = load_config(pipeline["config"])
+    assert meta["classes"] == ["0", "1"] and meta["task"] == "binary"
+    assert meta["threshold"] == cfg.decision["threshold"] and meta["positive"] == "1"
+    assert meta["feature_names"] == [f"x{i}" for i in range(6)]
+    assert meta["epochs"] == cfg.train["epochs"] == len(meta["train_loss"])
+    assert meta["train_rows"] == 128 and meta["test_rows"] == 32
+    assert meta["config"]["weighting"]["scheme"] == cfg.weighting["scheme"]
+    w = np.asarray(meta["weights"]["values"])
+    assert w.shape == (2,) and np.isclose(np.dot(w, [96, 32]), 128)  # Σ n_c·w_c = n
+    test = meta["test"]
+    assert test["rows"] == 32 and 0.0 <= test["macro_f1"] <= 1.0
+    assert np.asarray(test["confusion"]).sum() == 32
+    assert test["macro_f1"] == pytest.approx(np.mean(list(test["per_class_f1"].values())))
+
+    ml = meta["mlflow"]
+    client = MlflowClient(tracking_uri=pipeline["mlflow"])
+    versions = client.search_model_versions("name='e2e'")
+    assert [int(v.version) for v in versions] == [ml["version"]] == [1]
+    version = versions[0]
+    assert version.run_id == ml["run_id"] and version.status == "READY"
+    assert version.tags["weightsearch.source_trial"] == str(cfg.source["trial"])
+    run = client.get_run(ml["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["weightsearch.role"] == "train"
+    assert run.data.tags["weightsearch.source_trial"] == str(cfg.source["trial"])
+    assert run.data.tags["weightsearch.source_run_id"] == cfg.source["mlflow_run_id"]
+    assert run.data.metrics["test_macro_f1"] == pytest.approx(test["macro_f1"])
+    trial_run = client.get_run(cfg.source["mlflow_run_id"])
+    assert trial_run.data.tags["weightsearch.train_run_id"] == ml["run_id"]
+    assert run.info.experiment_id == trial_run.info.experiment_id
+    logged = client.get_logged_model(ml["model_id"])
+    assert logged.source_run_id == ml["run_id"]
+    artifacts = {a.path for a in client.list_artifacts(ml["run_id"], "weightsearch")}
+    assert {"weightsearch/weightsearch.json", "weightsearch/train_config.toml"} <= artifacts
+
+    # the registered model has a signature and an input example, and serves the same
+    # probabilities without weightsearch's custom objects
+    import mlflow
+    from mlflow.models import Model
+
+    mlflow.set_tracking_uri(pipeline["mlflow"])
+    try:
+        info = Model.load(ml["version_uri"])
+        assert info.signature is not None and info.saved_input_example_info is not None
+        served = mlflow.pyfunc.load_model(ml["version_uri"]).predict(pipeline["x"])
+    finally:
+        mlflow.set_tracking_uri(None)
+    import weightsearch
+
+    mine = weightsearch.load_model(model_dir).predict_proba(pipeline["x"])
+    np.testing.assert_allclose(served, mine, rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_predictions_and_a_fresh_process_reload_agree(pipeline) -> None:
+    import weightsearch
+
+    tm = weightsearch.load_model(pipeline["model_dir"])
+    proba = tm.predict_proba(pipeline["new"])  # picks the feature columns by name
+    assert np.array_equal(proba, tm.predict_proba(pipeline["x"]))
+    out = pd.read_csv(pipeline["predictions"], dtype={"prediction": str})
+    assert list(out.columns) == ["prediction", "proba_0", "proba_1"]
+    assert np.array_equal(out[["proba_0", "proba_1"]].to_numpy().astype(np.float32), proba)
+    labels = np.where(proba[:, 1] >= tm.threshold, "1", "0")  # the tuned threshold
+    assert out["prediction"].tolist() == labels.tolist() == tm.predict(pipeline["x"]).tolist()
+
+    tmp = pipeline["tmp"]
+    np.save(tmp / "x.npy", pipeline["x"])
+    np.save(tmp / "mine.npy", proba)
+    code = (
+        "import sys\n"
+        "import numpy as np\n"
+        "import weightsearch\n"
+        "import keras\n"
+        "m = keras.models.load_model(sys.argv[1])\n"
+        "assert type(m.loss).__module__ == 'weightsearch.losses', type(m.loss)\n"
+        "np.save(sys.argv[3], m.predict(np.load(sys.argv[2]), verbose=0))\n"
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(pipeline["model_dir"] / "model.keras"),
+         str(tmp / "x.npy"), str(tmp / "fresh.npy")],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert np.array_equal(np.load(tmp / "fresh.npy"), np.load(tmp / "mine.npy"))
+
+
+@pytest.mark.slow
+def test_bad_input_gives_one_clear_error_and_no_output(pipeline, capsys) -> None:
+    tmp, storage = pipeline["tmp"], pipeline["storage"]
+    out = tmp / "bad-out.toml"
+
+    def run(args: list[str]) -> str:
+        capsys.readouterr()
+        assert main(args) == 2
+        return _one_error_line(capsys.readouterr().err)
+
+    line = run(["export", "--study", "nope", "--storage", storage, "--out", str(out)])
+    assert "no study named 'nope'" in line and "studies there: e2e" in line
+    line = run(["export", "--study", "e2e", "--storage", storage, "--trial", "99", "--out",
+                str(out)])
+    assert "has no trial 99" in line and "0..1" in line
+    missing_db = f"sqlite:///{tmp}/missing.db"
+    line = run(["export", "--study", "e2e", "--storage", missing_db, "--out", str(out)])
+    assert "no Optuna database" in line and not (tmp / "missing.db").exists()
+    assert not out.exists()
+
+    edited = tmp / "edited.toml"
+    text = pipeline["config"].read_text()
+    scheme = tomllib.loads(text)["weighting"]["scheme"]
+    edited.write_text(text.replace(f'scheme = "{scheme}"', 'scheme = "inverse_sqrt"'))
+    bad_dir = tmp / "models" / "edited"
+    line = run(["train", str(edited), "--out", str(bad_dir)])
+    assert f"{edited}: weighting.scheme: Unknown weighting scheme 'inverse_sqrt'" in line
+    assert "expected one of: none, balanced" in line and not bad_dir.exists()
+
+    new = pipeline["new"]
+    preds = tmp / "bad-predictions.csv"
+    cases = {
+        "missing.csv": (new.drop(columns=["x3"]), "missing column(s) 'x3'"),
+        "extra.csv": (new.assign(colour=1.0), "unexpected column(s) 'colour'"),
+    }
+    for name, (frame, expected) in cases.items():
+        frame.to_csv(tmp / name, index=False)
+        line = run(["predict", str(pipeline["model_dir"]), "--data", str(tmp / name), "--out",
+                    str(preds)])
+        assert expected in line and not preds.exists()
+    np.savez(tmp / "wrong.npz", x=pipeline["x"][:, :5])
+    line = run(["predict", str(pipeline["model_dir"]), "--data", str(tmp / "wrong.npz"),
+                "--out", str(preds)])
+    assert "has shape (12, 5); expected (N, 6)" in line and not preds.exists()
+    line = run(["predict", str(tmp), "--data", str(tmp / "new.csv"), "--out", str(preds)])
+    assert "is not a weightsearch model directory" in line and not preds.exists()
+    assert not [p.name for p in tmp.rglob(".*tmp*")]
+
+
+@pytest.mark.slow
+def test_train_with_replacement_data_in_another_column_order(pipeline, capsys) -> None:
+    from weightsearch import data as data_mod
+    from weightsearch.export import load_model
+
+    tmp = pipeline["tmp"]
+    ds = data_mod.load("builtin:synthetic", seed=0, options=dict(SYNTH))
+    frame = pd.DataFrame(ds.x, columns=ds.feature_names)[["x5", "x0", "x3", "x1", "x4", "x2"]]
+    frame["label"] = ds.y
+    path = tmp / "train.csv"
+    frame.to_csv(path, index=False)
+    out = tmp / "models" / "from-csv"
+    args = ["train", str(pipeline["config"]), "--data", str(path), "--out", str(out)]
+    capsys.readouterr()
+    assert main([*args, "--no-tracking"]) == 0
+    printed = capsys.readouterr().out
+    assert "held-out test set (32 rows): macro-F1" in printed
+    assert "F1 per class (test)" in printed and "Confusion (test)" in printed
+    assert f"saved {out}/model.keras" in printed and "MLflow:" not in printed
+    tm = load_model(out)
+    assert tm.meta["data_source"] == str(path) and tm.meta["mlflow"] is None
+    assert tm.feature_names == [f"x{i}" for i in range(6)]  # the training order, kept
+    assert tm.meta["test_rows"] == 32
+    # re-training replaces the model directory in place
+    assert main([*args, "--no-tracking"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["model.keras", "weightsearch.json"]

@@ -1,0 +1,269 @@
+"""Many workers, crashes and interrupts, against the real local services.
+
+PostgreSQL tests run against 127.0.0.1:5432 with a fresh database per test. They skip only
+when not in CI and the server is unreachable; in CI (``CI`` set) an unreachable server fails.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import optuna
+import pytest
+
+pytestmark = pytest.mark.slow
+
+PG = "postgresql://postgres@127.0.0.1:5432"
+
+
+def _pg_admin():
+    import psycopg
+
+    return psycopg.connect(f"{PG}/test", autocommit=True, connect_timeout=3)
+
+
+@pytest.fixture
+def pg_urls():
+    """Two fresh databases (Optuna, MLflow); dropped afterwards."""
+    try:
+        admin = _pg_admin()
+    except Exception as exc:  # noqa: BLE001
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL at {PG} is unreachable in CI: {exc}")
+        pytest.skip(f"PostgreSQL at {PG} is unreachable (not in CI, so skipping): {exc}")
+    name = f"ws_{uuid.uuid4().hex[:10]}"
+    with admin:
+        admin.execute(f"CREATE DATABASE {name}")
+        admin.execute(f"CREATE DATABASE {name}_mlflow")
+        try:
+            yield f"{PG}/{name}", f"{PG}/{name}_mlflow"
+        finally:
+            for db in (name, f"{name}_mlflow"):
+                admin.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+
+
+WORKER_SPEC = """
+name = "{name}"
+seed = 0
+[data]
+source = "builtin:synthetic"
+test_size = 0.2
+options = {{ n_samples = {rows}, n_features = 6, weights = [0.75, 0.25], class_sep = 2.0 }}
+[cv]
+folds = 2
+epochs = {epochs}
+batch_size = 16
+patience = 0
+[search]
+n_trials = {n_trials}
+sampler = "tpe"
+pruner = "none"
+storage = "{storage}"
+heartbeat_interval = 1
+grace_period = 3
+[space.model]
+arch = "mlp"
+depth = 1
+width = [8, 16]
+[tracking]
+mlflow_uri = "{mlflow}"
+"""
+
+
+def write_spec(tmp_path: Path, *, storage: str, mlflow: str, name: str = "w", n_trials: int = 4,
+               epochs: int = 2, rows: int = 160) -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(WORKER_SPEC.format(name=name, storage=storage, mlflow=mlflow,
+                                       n_trials=n_trials, epochs=epochs, rows=rows))
+    return path
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "weightsearch", *args]
+
+
+@pytest.fixture(autouse=True)
+def _run_in_tmp(tmp_path: Path, monkeypatch) -> None:
+    """A PostgreSQL-backed MLflow store keeps artifacts in ./mlruns: keep that out of the repo."""
+    monkeypatch.chdir(tmp_path)
+
+
+def child_runs(uri: str, experiment: str) -> list:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    return [r for r in runs if r.data.tags.get("weightsearch.role") == "trial"]
+
+
+def assert_exact_budget(storage: str, mlflow: str, name: str, n: int) -> None:
+    study = optuna.load_study(study_name=name, storage=storage)
+    numbers = [t.number for t in study.trials]
+    assert numbers == list(range(n)), numbers  # exactly n, no duplicates, none lost
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    children = child_runs(mlflow, name)
+    assert sorted(int(r.data.tags["optuna.trial_number"]) for r in children) == list(range(n))
+    assert all(r.info.status == "FINISHED" for r in children)
+
+
+def test_two_workers_on_postgres_share_one_budget(tmp_path: Path, pg_urls) -> None:
+    storage, mlflow = pg_urls
+    spec = write_spec(tmp_path, storage=storage, mlflow=mlflow, name="pg2", n_trials=5)
+    procs = [
+        subprocess.Popen(cli("worker", str(spec), "--quiet", "--worker-index", str(i)),
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for i in range(2)
+    ]
+    outs = [p.communicate(timeout=300)[0].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert_exact_budget(storage, mlflow, "pg2", 5)
+    study = optuna.load_study(study_name="pg2", storage=storage)
+    # both workers did work (a worker that ran nothing would mean no parallelism)
+    assert len({t.datetime_start for t in study.trials}) == 5
+
+
+def test_study_with_workers_on_a_journal_file(tmp_path: Path) -> None:
+    storage = f"journal:{tmp_path}/optuna.journal"
+    mlflow = f"sqlite:///{tmp_path}/mlflow.db"
+    spec = write_spec(tmp_path, storage=storage, mlflow=mlflow, name="journal2", n_trials=4)
+    proc = subprocess.run(cli("study", str(spec), "--workers", "2"), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = JournalStorage(JournalFileBackend(f"{tmp_path}/optuna.journal"))
+    study = optuna.load_study(study_name="journal2", storage=journal)
+    assert [t.number for t in study.trials] == [0, 1, 2, 3]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    children = child_runs(mlflow, "journal2")
+    assert sorted(int(r.data.tags["optuna.trial_number"]) for r in children) == [0, 1, 2, 3]
+    parents = {r.data.tags["mlflow.parentRunId"] for r in children}
+    assert len(parents) == 1  # every trial nests under the coordinator's parent run
+
+
+def test_sqlite_is_refused_for_parallel_workers(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, storage=f"sqlite:///{tmp_path}/o.db",
+                      mlflow=f"sqlite:///{tmp_path}/m.db", name="sq")
+    proc = subprocess.run(cli("study", str(spec), "--workers", "2"), capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "SQLite is not safe for 2 parallel workers" in proc.stderr
+    assert not (tmp_path / "o.db").exists() and not (tmp_path / "m.db").exists()
+
+
+def _wait_for_running_trial(storage: str, name: str, proc: subprocess.Popen,
+                            limit: float = 120) -> optuna.trial.FrozenTrial:
+    """Poll until a trial is RUNNING and has reported at least one epoch."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the process ended before a trial was under way"
+        try:
+            study = optuna.load_study(study_name=name, storage=storage)
+        except KeyError:
+            time.sleep(0.5)
+            continue
+        running = [t for t in study.get_trials(deepcopy=False)
+                   if t.state == optuna.trial.TrialState.RUNNING
+                   and "mlflow_run_id" in t.user_attrs]
+        if running:
+            return running[0]
+        time.sleep(0.3)
+    raise AssertionError("no trial started in time")
+
+
+def test_sigkilled_worker_trial_is_failed_and_retried(tmp_path: Path, pg_urls) -> None:
+    storage, mlflow = pg_urls
+    spec = write_spec(tmp_path, storage=storage, mlflow=mlflow, name="kill", n_trials=2,
+                      epochs=60, rows=600)
+    first = subprocess.Popen(cli("worker", str(spec), "--quiet"),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    victim = _wait_for_running_trial(storage, "kill", first)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    time.sleep(4)  # past the 3 s grace period: the heartbeat is stale
+    again = subprocess.run(cli("worker", str(spec), "--quiet"), capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0, again.stderr
+    study = optuna.load_study(study_name="kill", storage=storage)
+    by_number = {t.number: t for t in study.trials}
+    assert by_number[victim.number].state == optuna.trial.TrialState.FAIL
+    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim.number]
+    assert len(retries) == 1 and retries[0].state == optuna.trial.TrialState.COMPLETE
+    assert retries[0].params == victim.params  # the same configuration, run again
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 2 and len(study.trials) == 3  # the budget counts the retry once
+    runs = {int(r.data.tags["optuna.trial_number"]): r for r in child_runs(mlflow, "kill")}
+    assert runs[victim.number].info.status == "FAILED"  # not left RUNNING forever
+    assert "worker lost" in runs[victim.number].data.tags["error"]
+
+
+def test_sigint_marks_the_trial_failed_closes_runs_and_resumes(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    mlflow = f"sqlite:///{tmp_path}/mlflow.db"
+    spec = write_spec(tmp_path, storage=storage, mlflow=mlflow, name="sigint", n_trials=3,
+                      epochs=60, rows=600)
+    proc = subprocess.Popen(cli("study", str(spec)), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    victim = _wait_for_running_trial(storage, "sigint", proc)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert time.monotonic() - sent < 15, "did not exit within a few seconds"
+    assert proc.returncode == 130, err
+    assert "Interrupted" in out and "Run the same command to resume" in out
+    assert "Traceback" not in err
+    study = optuna.load_study(study_name="sigint", storage=storage)
+    assert study.trials[victim.number].state == optuna.trial.TrialState.FAIL
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow)
+    exp = client.get_experiment_by_name("sigint")
+    runs = client.search_runs([exp.experiment_id])
+    assert all(r.info.status != "RUNNING" for r in runs)
+    trial_run = [r for r in runs if r.data.tags.get("optuna.trial_number") == str(victim.number)]
+    assert trial_run[0].info.status == "KILLED"
+    # the next invocation resumes the same study
+    short = write_spec(tmp_path, storage=storage, mlflow=mlflow, name="sigint", n_trials=1)
+    again = subprocess.run(cli("study", str(short)), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    study = optuna.load_study(study_name="sigint", storage=storage)
+    assert len(study.trials) == victim.number + 2
+
+
+def test_recycled_worker_processes_share_the_budget(tmp_path: Path) -> None:
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    mlflow = f"sqlite:///{tmp_path}/mlflow.db"
+    spec = write_spec(tmp_path, storage=storage, mlflow=mlflow, name="recycle", n_trials=3)
+    text = spec.read_text().replace("grace_period = 3", "grace_period = 3\ntrials_per_process = 2")
+    spec.write_text(text)
+    proc = subprocess.run(cli("study", str(spec)), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert_exact_budget(storage, mlflow, "recycle", 3)
+
+
+def test_passwords_are_masked(tmp_path: Path, pg_urls) -> None:
+    storage, mlflow = pg_urls
+    secret = "s3cr3t-pw"
+    # trust auth accepts any password, so the URL works and we can look for leaks
+    with_pw = storage.replace("postgres@", f"postgres:{secret}@")
+    spec = write_spec(tmp_path, storage=with_pw, mlflow=mlflow, name="mask", n_trials=1)
+    proc = subprocess.run(cli("study", str(spec)), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert secret not in proc.stdout + proc.stderr
+    assert "postgres:***@" in proc.stdout
+    study = optuna.load_study(study_name="mask", storage=storage)
+    assert secret not in repr(study.user_attrs)
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow)
+    exp = client.get_experiment_by_name("mask")
+    for run in client.search_runs([exp.experiment_id]):
+        assert secret not in repr(run.data.params) + repr(run.data.tags)

@@ -1,0 +1,334 @@
+"""Many workers, one study: a shared trial budget, a study-wide lock, local worker processes.
+
+Optuna's ``MaxTrialsCallback`` checks the budget only after a trial ends, so N workers can
+overshoot it by N − 1 trials. Here, counting the study's trials and creating the next one
+happen under one lock, shared by every worker of the study:
+
+- PostgreSQL: a session-level advisory lock (released by the server if the worker dies);
+- a journal file or SQLite: ``fcntl.flock`` on ``<file>.ws-lock`` (released by the OS).
+
+The lock is taken before ``study.optimize(n_trials=1)`` and released by the objective as soon
+as its trial exists, so trials still run in parallel.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+
+class StudyLock:
+    """A cross-process lock for one study; ``release()`` is idempotent."""
+
+    def __init__(self, url: str, study_name: str) -> None:
+        self.url = url
+        self.key = int.from_bytes(
+            hashlib.sha1(study_name.encode()).digest()[:8], "big", signed=True
+        )
+        self._held = False
+        self._fd: int | None = None
+        self._conn: Any = None
+        self.kind = "none"
+        if url.startswith(("postgresql", "postgres")):
+            self.kind = "postgres"
+        else:
+            path = _file_of(url)
+            if path is not None:
+                self.kind = "file"
+                self.path = f"{path}.ws-lock"  # not ".lock": Optuna's journal uses that
+
+    def acquire(self) -> None:
+        if self.kind == "postgres":
+            if self._conn is None:
+                import sqlalchemy
+
+                self._engine = sqlalchemy.create_engine(
+                    self.url, poolclass=sqlalchemy.pool.NullPool
+                )
+                self._conn = self._engine.connect()
+            import sqlalchemy
+
+            self._conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": self.key})
+            self._conn.commit()
+        elif self.kind == "file":
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        self._held = True
+
+    def release(self) -> None:
+        if not self._held:
+            return
+        self._held = False
+        if self.kind == "postgres":
+            import sqlalchemy
+
+            self._conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+            self._conn.commit()
+        elif self.kind == "file" and self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        self.release()
+        if self._conn is not None:
+            self._conn.close()
+            self._engine.dispose()
+            self._conn = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+@contextmanager
+def init_lock(url: str, study_name: str) -> Iterator[None]:
+    """Serialise first-time set-up (tables, migrations, the MLflow experiment) among workers
+    that start at the same moment on a fresh database."""
+    lock = StudyLock(url, f"init:{study_name}")
+    try:
+        lock.acquire()
+    except Exception:  # the storage is unreachable: let opening it report that clearly
+        lock.close()
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.close()
+
+
+def _file_of(url: str) -> str | None:
+    if url.startswith("journal:") or url.endswith((".journal", ".log")):
+        return url.removeprefix("journal:")
+    if url.startswith("sqlite:///"):
+        return url[len("sqlite:///") :]
+    return None
+
+
+def counted_trials(study: Any) -> int:
+    """Trials that count towards the budget: all of them, except lost trials that were
+    re-queued (their retry counts instead)."""
+    trials = study.get_trials(deepcopy=False)
+    replaced: set[int] = set()
+    for t in trials:
+        replaced.update(t.system_attrs.get("retry_history", []))
+    return sum(1 for t in trials if t.number not in replaced)
+
+
+def optimize_until(
+    study: Any,
+    objective: Callable[[Any], float],
+    total: int,
+    *,
+    url: str,
+    timeout: float | None = None,
+    callbacks: Sequence[Callable[[Any, Any], None]] = (),
+    max_trials: int | None = None,
+) -> int:
+    """Run trials until the study counts ``total`` trials (see :func:`counted_trials`), or
+    until this process has run ``max_trials``. Returns the number of trials run here."""
+    import optuna
+
+    lock = StudyLock(url, study.study_name)
+
+    def objective_releasing_lock(trial: Any) -> float:
+        lock.release()  # the trial exists now: let the other workers go on
+        return objective(trial)
+
+    start = time.monotonic()
+    ran = 0
+    try:
+        while timeout is None or time.monotonic() - start < timeout:
+            if max_trials is not None and ran >= max_trials:
+                break
+            lock.acquire()
+            try:
+                if _heartbeat_enabled(study):
+                    optuna.storages.fail_stale_trials(study)
+                if counted_trials(study) >= total:
+                    break
+                study.optimize(
+                    objective_releasing_lock, n_trials=1, catch=(Exception,), callbacks=callbacks
+                )
+                ran += 1
+            finally:
+                lock.release()
+            if any(getattr(cb, "tripped", False) for cb in callbacks):
+                break  # e.g. too many failures in a row
+    finally:
+        lock.close()
+    return ran
+
+
+def _heartbeat_enabled(study: Any) -> bool:
+    storage = study._storage
+    check = getattr(storage, "is_heartbeat_enabled", None)
+    return bool(check and check())
+
+
+# ---- local worker processes -------------------------------------------------------------
+
+
+def worker_command(
+    spec_path: str,
+    index: int,
+    *,
+    storage: str,
+    total: int,
+    tracking_uri: str | None,
+    parent_run_id: str | None,
+    max_trials: int = 0,
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """The ``python -m weightsearch worker ...`` command line of local worker ``index``."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "weightsearch",
+        "worker",
+        spec_path,
+        "--storage",
+        storage,
+        "--n-trials",
+        str(total),
+        "--quiet",
+        "--worker-index",
+        str(index),
+    ]
+    cmd += ["--tracking-uri", tracking_uri] if tracking_uri else ["--no-tracking"]
+    if parent_run_id:
+        cmd += ["--parent-run-id", parent_run_id]
+    if max_trials:
+        cmd += ["--max-trials", str(max_trials)]
+    return [*cmd, *extra]
+
+
+def worker_env(workers: int) -> dict[str, str]:
+    """TF threads divided among the local workers."""
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    return {**os.environ, "WEIGHTSEARCH_THREADS": str(threads)}
+
+
+def stop_workers(procs: Sequence[subprocess.Popen[bytes]], grace: float = 20.0) -> None:
+    """SIGINT every worker, wait up to ``grace`` seconds, then kill what is left."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + grace
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def run_local(
+    spec_path: str,
+    prepared: Any,
+    *,
+    storage: Any,
+    tracker: Any,
+    n_trials: int,
+    workers: int,
+    timeout: float | None,
+    console: Any,
+    passthrough: Sequence[str] = (),
+) -> Any:
+    """Coordinate ``workers`` local processes on one study: ``n_trials`` more trials in all.
+
+    The coordinator owns the MLflow parent run (workers nest their trial runs under it) and
+    shows progress by polling the storage. With ``search.trials_per_process`` a worker exits
+    after that many trials and a fresh one takes its place, which bounds the memory that
+    TensorFlow leaks per trained model. Ctrl-C or SIGTERM stops the workers cleanly.
+    """
+    import optuna
+
+    from weightsearch import runner
+    from weightsearch.progress import StudyProgress
+
+    spec = prepared.spec
+    url = spec.search.storage
+    study = runner.create_study(spec, storage, url)
+    total = counted_trials(study) + n_trials
+    tracker.start_study(
+        spec.name,
+        runner.study_params(spec, url, total),
+        {"optuna.study": spec.name, "weightsearch.workers": str(workers)},
+    )
+    before = len(study.trials)
+    env = worker_env(workers)
+
+    def spawn(index: int) -> subprocess.Popen[bytes]:
+        cmd = worker_command(
+            spec_path,
+            index,
+            storage=url,
+            total=total,
+            tracking_uri=spec.tracking.mlflow_uri if tracker.enabled else None,
+            parent_run_id=tracker.parent_run_id,
+            max_trials=spec.search.trials_per_process,
+            extra=passthrough,
+        )
+        return subprocess.Popen(cmd, env=env)
+
+    procs = [spawn(i) for i in range(workers)]
+    progress = StudyProgress(console, spec.cv.metric, spec.cv.folds, spec.cv.epochs)
+    progress.start(n_trials)
+    seen: set[int] = {t.number for t in study.trials if t.state.is_finished()}
+    outcome = runner.Outcome(study=study)
+    state = "COMPLETE"
+    start = time.monotonic()
+    failed = 0
+    try:
+        with runner._sigterm_as_interrupt():
+            while True:
+                for t in study.get_trials(deepcopy=False):
+                    if t.state.is_finished() and t.number not in seen:
+                        seen.add(t.number)
+                        progress.trial_done(study, t)
+                for i, p in enumerate(procs):
+                    if p.poll() is None:
+                        continue
+                    if p.returncode != 0:
+                        failed += 1
+                        procs[i] = _Done()
+                    elif not isinstance(p, _Done):
+                        in_time = not timeout or time.monotonic() - start < timeout
+                        if failed == 0 and in_time and counted_trials(study) < total:
+                            procs[i] = spawn(i)  # recycle: a fresh process, fresh memory
+                        else:
+                            procs[i] = _Done()
+                if all(isinstance(p, _Done) for p in procs):
+                    break
+                time.sleep(1.0)
+    except KeyboardInterrupt:
+        outcome.interrupted = True
+        state = "KILLED"
+        stop_workers([p for p in procs if not isinstance(p, _Done)])
+    finally:
+        progress.stop()
+        outcome.failed_workers = failed
+        if failed:
+            state = "FAIL"
+        tracker.end_study(state)
+    outcome.study = optuna.load_study(study_name=spec.name, storage=storage)
+    outcome.ran = len(outcome.study.trials) - before
+    outcome.seconds = time.monotonic() - start
+    return outcome
+
+
+class _Done:
+    """A finished worker slot."""
+
+    returncode = 0
+
+    def poll(self) -> int:
+        return 0
