@@ -254,8 +254,15 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def create_study(spec: Spec, store: Any, url: str, worker_index: int = 0) -> Any:
-    """Create the spec's study, or load it when it exists (resume, or another worker's)."""
+def create_study(
+    spec: Spec, store: Any, url: str, worker_index: int = 0, space: Any = None
+) -> Any:
+    """Create the spec's study, or load it when it exists (resume, or another worker's).
+
+    A new study's first trial is the unweighted baseline (scheme ``none``, loss
+    ``crossentropy``) when the space holds both and ``search.baseline_first`` is on, so
+    ``report`` always has a baseline to compare with. Callers hold the study's init lock.
+    """
     import optuna
 
     study = optuna.create_study(
@@ -266,11 +273,25 @@ def create_study(spec: Spec, store: Any, url: str, worker_index: int = 0) -> Any
         direction="maximize",
         load_if_exists=True,
     )
+    if spec.search.baseline_first and not study.trials:
+        enqueue_baseline(study, space)
     study.set_user_attr("metric", spec.cv.metric)
     as_dict = spec.to_dict()
     as_dict["search"]["storage"] = mask_url(url)
     study.set_user_attr("spec", as_dict)
     return study
+
+
+def enqueue_baseline(study: Any, space: Any) -> bool:
+    """Queue ``none`` + ``crossentropy`` as the next trial if the space allows it."""
+    if space is None:
+        return False
+    schemes = space.choices["weighting"].choices
+    losses = space.choices["loss"].choices
+    if "none" not in schemes or "crossentropy" not in losses:
+        return False
+    study.enqueue_trial({"weighting.scheme": "none", "loss.name": "crossentropy"})
+    return True
 
 
 def study_params(spec: Spec, url: str, n_trials: int) -> dict[str, Any]:
@@ -349,7 +370,10 @@ def run_study(
         store = open_storage(spec, url)
     else:
         store = storage
-    study = create_study(spec, store, url, worker_index)
+    from weightsearch.workers import init_lock
+
+    with init_lock(url, spec.name):
+        study = create_study(spec, store, url, worker_index, prepared.space)
     objective = Objective(
         spec,
         prepared.train,

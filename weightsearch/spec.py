@@ -65,6 +65,7 @@ class SearchSpec:
     heartbeat_interval: int = 30
     grace_period: int = 90
     trials_per_process: int = 0
+    baseline_first: bool = True
 
 
 @dataclass(frozen=True)
@@ -271,6 +272,7 @@ def _check_search(c: _Checker, raw: dict[str, Any]) -> SearchSpec:
         "search.heartbeat_interval", raw.get("heartbeat_interval", d.heartbeat_interval), 1
     )
     grace = c.integer("search.grace_period", raw.get("grace_period", d.grace_period), 1)
+    baseline = c.boolean("search.baseline_first", raw.get("baseline_first", d.baseline_first))
     per_process = c.integer(
         "search.trials_per_process", raw.get("trials_per_process", d.trials_per_process), 0
     )
@@ -289,6 +291,7 @@ def _check_search(c: _Checker, raw: dict[str, Any]) -> SearchSpec:
         heartbeat_interval=heartbeat or d.heartbeat_interval,
         grace_period=grace or d.grace_period,
         trials_per_process=per_process or 0,
+        baseline_first=d.baseline_first if baseline is None else baseline,
     )
 
 

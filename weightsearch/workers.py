@@ -112,14 +112,20 @@ def _file_of(url: str) -> str | None:
     return None
 
 
-def counted_trials(study: Any) -> int:
+def counted_trials(study: Any, *, waiting: bool = True) -> int:
     """Trials that count towards the budget: all of them, except lost trials that were
-    re-queued (their retry counts instead)."""
+    re-queued (their retry counts instead); queued (WAITING) ones only with ``waiting``."""
+    import optuna
+
     trials = study.get_trials(deepcopy=False)
     replaced: set[int] = set()
     for t in trials:
         replaced.update(t.system_attrs.get("retry_history", []))
-    return sum(1 for t in trials if t.number not in replaced)
+    return sum(
+        1
+        for t in trials
+        if t.number not in replaced and (waiting or t.state != optuna.trial.TrialState.WAITING)
+    )
 
 
 def optimize_until(
@@ -256,8 +262,9 @@ def run_local(
 
     spec = prepared.spec
     url = spec.search.storage
-    study = runner.create_study(spec, storage, url)
-    total = counted_trials(study) + n_trials
+    with init_lock(url, spec.name):
+        study = runner.create_study(spec, storage, url, space=prepared.space)
+    total = counted_trials(study, waiting=False) + n_trials  # queued trials are part of n
     tracker.start_study(
         spec.name,
         runner.study_params(spec, url, total),
