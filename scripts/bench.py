@@ -270,6 +270,30 @@ def bench_b1(quick: bool) -> dict[str, Any]:
             times[v].append(run(v, r))
     med = {v: statistics.median(ts) for v, ts in times.items()}
     base = med["validation only"]
+
+    # where the time goes: one validation pass each way, on a trained model
+    built = training.build(config, x=xt, y=yt, task="multiclass", n_classes=n_classes, seed=0)
+    built.model.fit(xt[:2048], tt[:2048], epochs=1, batch_size=batch, verbose=0)
+    cb = MacroF1Callback(xv, yv, task="multiclass", n_classes=n_classes, batch_size=batch)
+    cb.set_model(built.model)
+    parts: dict[str, list[float]] = {"model.evaluate(x_val) (Keras's validation pass)": [],
+                                     "model.predict(x_val) (our one pass)": [],
+                                     "our F1 + per-class F1 + loss from the probabilities": []}
+    names = list(parts)
+    for _ in range(4):
+        t = time.perf_counter()
+        built.model.evaluate(xv, tv, batch_size=batch, verbose=0)
+        parts[names[0]].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        proba = np.asarray(built.model.predict(xv, batch_size=batch, verbose=0))
+        parts[names[1]].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        cb.evaluate(proba)
+        cb._loss(proba)
+        parts[names[2]].append(time.perf_counter() - t)
+    del built
+    training.clear()
+    part_rows = [[k, statistics.median(v[1:])] for k, v in parts.items()]
     ours = ratio(med[variants[2]], base)
     hand = ratio(med[variants[3]], base)
     rows = [[v, med[v], ratio(med[v], base), ", ".join(f"{t:.3f}" for t in times[v])]
@@ -283,7 +307,9 @@ def bench_b1(quick: bool) -> dict[str, Any]:
                   f"batch {batch}, {epochs} epochs per fit, {rounds} rounds with the variant "
                   "order rotated each round, each fit from a fresh model; per-epoch time = "
                   "median of epochs 2.. of a fit, then median over rounds."),
-        "table": table(["variant", "median s / epoch", "× validation only", "per round"], rows),
+        "table": table(["variant", "median s / epoch", "× validation only", "per round"], rows)
+        + "\n\nWhere the time goes (one call each on a trained model, median of 3 after a "
+        "warm-up):\n\n" + table(["step on 20,000 validation rows", "seconds"], part_rows),
     }
 
 
@@ -301,7 +327,7 @@ def bench_b2(quick: bool) -> dict[str, Any]:
     from weightsearch.objective import flatten
     from weightsearch.tracking import make_tracker
 
-    n_trials, epochs, folds = (4, 6, 3) if quick else (12, 15, 3)
+    n_trials, epochs, folds = (3, 5, 2) if quick else (12, 15, 3)
     spec = make_spec(
         "b2", data={"source": "builtin:breast-cancer", "test_size": 0.2},
         cv={"folds": folds, "epochs": epochs, "batch_size": 32, "patience": 3},
@@ -380,7 +406,7 @@ def bench_b2(quick: bool) -> dict[str, Any]:
 # B3: pruning
 # ---------------------------------------------------------------------------------------
 def bench_b3(quick: bool) -> dict[str, Any]:
-    n_trials, epochs, folds, startup = (10, 8, 3, 3) if quick else (30, 20, 3, 5)
+    n_trials, epochs, folds, startup = (10, 6, 2, 3) if quick else (30, 20, 3, 5)
     results = {}
     for pruner in ("none", "median"):
         spec = make_spec(
@@ -431,7 +457,7 @@ def bench_b3(quick: bool) -> dict[str, Any]:
 def bench_b4(quick: bool) -> dict[str, Any]:
     import optuna
 
-    n_trials, epochs, folds = (8, 6, 2) if quick else (25, 12, 3)
+    n_trials, epochs, folds = (6, 5, 2) if quick else (25, 12, 3)
     seeds = [0] if quick else [0, 1]
     budget = n_trials * folds * epochs
     engines = {
@@ -580,7 +606,7 @@ enabled = false
 
 
 def bench_b5(quick: bool) -> dict[str, Any]:
-    trials, per = (15, 5) if quick else (100, 10)
+    trials, per = (12, 6) if quick else (100, 10)
     out = TMP / "b5-probe.json"
     cmd = [sys.executable, str(ROOT / "scripts" / "memory_probe.py"), "--trials", str(trials),
            "--out", str(out)]
@@ -661,7 +687,7 @@ def bench_b6(quick: bool) -> dict[str, Any]:
     from weightsearch import runner, training
     from weightsearch import spec as spec_mod
 
-    n_trials, epochs = (8, 4) if quick else (24, 10)
+    n_trials, epochs = (6, 3) if quick else (24, 10)
     tag = f"wsbench_{os.getpid()}"
     dbs = [f"{tag}_w1", f"{tag}_w2", f"{tag}_io"]
     for db in dbs:
@@ -866,7 +892,7 @@ def bench_b7(quick: bool) -> dict[str, Any]:
 
     from weightsearch import runner
 
-    n_trials, folds, epochs, patience = (6, 3, 10, 3) if quick else (30, 5, 30, 5)
+    n_trials, folds, epochs, patience = (4, 3, 6, 2) if quick else (30, 5, 30, 5)
     seeds = [0] if quick else [0, 1, 2]
     rows = []
     wins = 0
@@ -877,7 +903,7 @@ def bench_b7(quick: bool) -> dict[str, Any]:
             cv={"folds": folds, "epochs": epochs, "batch_size": ds["batch"],
                 "patience": patience},
             search={"n_trials": n_trials, "sampler": "tpe", "pruner": "median",
-                    "n_startup_trials": 3 if quick else 8},
+                    "n_startup_trials": 2 if quick else 8},
             space=ds["space"])
         prepared = runner.prepare(spec)
         outcome = runner.run_study(prepared)

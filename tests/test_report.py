@@ -312,7 +312,8 @@ def test_report_errors_are_one_line_and_leave_nothing(tmp_path: Path, capsys, mo
     assert main(["report", "--study", "x", "--storage", f"sqlite:///{missing}"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
-        f"error: --storage: no Optuna database at {missing} (from 'sqlite:///{missing}')."
+        f"error: --storage: no Optuna database at {missing} (from 'sqlite:///{missing}'); "
+        "run the study first or pass the storage it used."
     ]
     assert not missing.exists()
 

@@ -466,36 +466,10 @@ class Exported:
     value: float | None
 
 
-def _check_storage(url: str) -> None:
-    """A local SQLite file or journal that does not exist is an error, not a new database."""
-    if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///"):])
-        if str(path) not in ("", ":memory:") and not path.is_file():
-            raise ExportError(
-                f"--storage: no Optuna database at {path} (from {url!r}); run the study first "
-                "or pass the storage it used."
-            )
-    elif url.startswith("journal:") or url.endswith((".journal", ".log")):
-        path = Path(url.removeprefix("journal:"))
-        if not path.is_file():
-            raise ExportError(f"--storage: no Optuna journal file at {path}.")
-
-
 def _open_study(name: str, storage: str) -> Any:
-    import optuna
+    from weightsearch.runner import load_stored_study
 
-    from weightsearch.runner import make_storage
-    from weightsearch.tracking import mask_url
-
-    _check_storage(storage)
-    store = make_storage(storage)
-    names = sorted(optuna.get_all_study_names(storage=store))
-    if name not in names:
-        there = ", ".join(names) if names else "none"
-        raise ExportError(
-            f"--study: no study named {name!r} in {mask_url(storage)}; studies there: {there}."
-        )
-    return optuna.load_study(study_name=name, storage=store)
+    return load_stored_study(name, storage, ExportError)
 
 
 def _pick_trial(study: Any, number: int | None) -> Any:

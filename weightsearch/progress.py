@@ -64,18 +64,14 @@ class StudyProgress:
 
 
 def leaderboard_table(rows: list[dict[str, Any]], metric: str, title: str) -> Table:
+    """The top trials as a rich table (the same cells as the report's leaderboard)."""
+    from weightsearch.report import leaderboard_cells
+
+    headers, cells = leaderboard_cells(rows)
+    headers[5] = f"CV {metric} ± std"
     table = Table(title=title, title_justify="left")
-    for col in ("#", "trial", "scheme", "loss", "arch", f"CV {metric}", "threshold"):
-        table.add_column(col, justify="right" if col not in ("scheme", "loss", "arch") else "left")
-    for i, r in enumerate(rows, 1):
-        thr = "" if r["threshold"] is None else f"{r['threshold']:.2f} → {r['tuned']:.4f}"
-        table.add_row(
-            str(i),
-            str(r["trial"]),
-            r["scheme"],
-            r["loss"],
-            r["arch"],
-            f"{r['value']:.4f} ± {r['std']:.4f}",
-            thr,
-        )
+    for col in headers:
+        table.add_column(col, justify="left" if col in ("scheme", "loss", "arch") else "right")
+    for row in cells:
+        table.add_row(*row)
     return table

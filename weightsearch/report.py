@@ -869,34 +869,11 @@ def write_files(study: Any, rep: StudyReport, directory: Path) -> list[Path]:
     return [*paths, html_path]
 
 
-def _check_storage_exists(url: str) -> None:
-    if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///") :])
-        if str(path) not in ("", ":memory:") and not path.is_file():
-            raise ReportError(f"--storage: no Optuna database at {path} (from {url!r}).")
-    elif url.startswith("journal:") or url.endswith((".journal", ".log")):
-        path = Path(url.removeprefix("journal:"))
-        if not path.is_file():
-            raise ReportError(f"--storage: no Optuna journal file at {path}.")
-
-
 def open_study(name: str, storage: str) -> Any:
     """Load a stored study; :class:`ReportError` names the studies there if it is missing."""
-    import optuna
+    from weightsearch.runner import load_stored_study
 
-    from weightsearch.runner import make_storage
-    from weightsearch.tracking import mask_url
-
-    _check_storage_exists(storage)
-    store = make_storage(storage)
-    try:
-        return optuna.load_study(study_name=name, storage=store)
-    except KeyError:
-        names = sorted(optuna.get_all_study_names(storage=store))
-        there = ", ".join(names) if names else "none"
-        raise ReportError(
-            f"--study: no study named {name!r} in {mask_url(storage)}; studies there: {there}."
-        ) from None
+    return load_stored_study(name, storage, ReportError)
 
 
 def build_report(

@@ -8,6 +8,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from weightsearch.spec import Spec, SpecError
@@ -171,6 +172,30 @@ def make_storage(url: str, *, heartbeat_interval: int = 30, grace_period: int = 
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StudyError(f"cannot open the Optuna storage {mask_url(url)!r}: {first}") from exc
+
+
+def load_stored_study(name: str, url: str, error: type[Exception] = StudyError) -> Any:
+    """Load an existing study without creating anything: a missing SQLite or journal file,
+    or an unknown study name, raises ``error`` naming what is there."""
+    import optuna
+
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///") :])
+        if str(path) not in ("", ":memory:") and not path.is_file():
+            raise error(
+                f"--storage: no Optuna database at {path} (from {mask_url(url)!r}); run the "
+                "study first or pass the storage it used."
+            )
+    elif is_journal(url):
+        path = Path(url.removeprefix("journal:"))
+        if not path.is_file():
+            raise error(f"--storage: no Optuna journal file at {path}.")
+    store = make_storage(url)
+    names = sorted(optuna.get_all_study_names(storage=store))
+    if name not in names:
+        there = ", ".join(names) if names else "none"
+        raise error(f"--study: no study named {name!r} in {mask_url(url)}; studies there: {there}.")
+    return optuna.load_study(study_name=name, storage=store)
 
 
 def _quiet_optuna() -> None:
