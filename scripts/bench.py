@@ -606,7 +606,7 @@ enabled = false
 
 
 def bench_b5(quick: bool) -> dict[str, Any]:
-    trials, per = (12, 6) if quick else (100, 10)
+    trials, per = (10, 5) if quick else (100, 10)
     out = TMP / "b5-probe.json"
     cmd = [sys.executable, str(ROOT / "scripts" / "memory_probe.py"), "--trials", str(trials),
            "--out", str(out)]

@@ -19,7 +19,7 @@ def _console() -> Any:
 
     console = Console(highlight=False)
     if not console.is_terminal:  # logs and pipes: wide enough for the leaderboard
-        console = Console(highlight=False, width=140)
+        console = Console(highlight=False, width=200)
     return console
 
 
