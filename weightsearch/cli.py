@@ -461,7 +461,10 @@ _positive_float = _number_type(float, lambda v: v > 0, "a positive number")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # accepted before or after the command
+    args = build_parser().parse_args([a for a in argv if a != "--debug"])
+    args.debug = debug
     try:
         if args.command in NEEDS_TENSORFLOW:
             _import_tensorflow_quietly()
