@@ -162,6 +162,13 @@ def _start(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
     return spec, prepared, storage, tracker
 
 
+def _tool(name: str) -> str:
+    """How to call a console script of this environment from here (``.venv/bin/mlflow``)."""
+    from weightsearch.progress import tool_path
+
+    return tool_path(name)
+
+
 def _announce(console: Any, spec: Any, prepared: Any, what: str, tracker: Any) -> None:
     from weightsearch.tracking import mask_url
 
@@ -193,7 +200,9 @@ def _finish(console: Any, spec: Any, outcome: Any, tracker: Any, top: int) -> in
             leaderboard_table(rows, spec.cv.metric, f"Top trials of {spec.name!r} ({summary})")
         )
     if tracker.enabled and top:
-        console.print(f"MLflow: mlflow ui --backend-store-uri {mask_url(spec.tracking.mlflow_uri)}")
+        console.print(
+            f"MLflow: {_tool('mlflow')} ui --backend-store-uri {mask_url(spec.tracking.mlflow_uri)}"
+        )
     if outcome.interrupted:
         console.print(
             f"[yellow]Interrupted[/yellow] after {outcome.ran} trial(s) this run; finished "
@@ -377,13 +386,23 @@ NEEDS_TENSORFLOW |= {"export", "train", "predict"}
 COMMANDS.update(export=cmd_export, train=cmd_train, predict=cmd_predict)
 
 
+class _Parser(argparse.ArgumentParser):
+    """No abbreviated flags: ``--n-trial`` is an error, not a silent ``--n-trials``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="weightsearch",
         description="Search class weights, losses and Keras architectures for imbalanced data.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
 
     p = sub.add_parser("study", help="run (or resume) an Optuna study from a TOML spec")
     _run_flags(p)

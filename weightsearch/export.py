@@ -1325,12 +1325,15 @@ def describe(cfg: TrainConfig) -> list[str]:
 
 def export_lines(done: Exported) -> list[str]:
     """What ``weightsearch export`` prints."""
+    from weightsearch.progress import tool_path
+
     cv = _cv_text(done.config.source)
     return [
         f"[green]wrote[/green] {done.path}: study {done.study!r}, trial {done.trial}"
         + (f" ({cv})" if cv else ""),
         *(f"  {line}" for line in describe(done.config)),
-        f"  next: python -m weightsearch train {done.path} --out models/{done.study}",
+        f"  next: {tool_path('python')} -m weightsearch train {done.path} "
+        f"--out models/{done.study}",
     ]
 
 

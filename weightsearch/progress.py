@@ -17,6 +17,20 @@ from rich.progress import (
 from rich.table import Table
 
 
+def tool_path(name: str) -> str:
+    """How to call this environment's ``name`` (``python``, ``mlflow``) from the working
+    directory, e.g. ``.venv/bin/python`` — so printed hints work without an activated venv."""
+    import os
+    import sys
+    from pathlib import Path
+
+    path = Path(sys.executable).parent / name
+    if not path.exists():
+        return name
+    rel = os.path.relpath(path)
+    return rel if not rel.startswith("..") else str(path)
+
+
 class StudyProgress:
     """A progress bar: trials done, best value so far, ETA, and the current fold/epoch."""
 
@@ -40,9 +54,13 @@ class StudyProgress:
         )
         self.task: Any = None
 
-    def start(self, total: int) -> None:
+    def start(self, total: int, best: float | None = None) -> None:
+        """Start the bar; ``best`` is the study's best value so far (a resumed study)."""
+        if best is not None:
+            self.best = best
+        shown = f"{self.best:.4f}" if self.best > -math.inf else "–"
         self.bar.start()
-        self.task = self.bar.add_task("study", total=total, best="–", now="")
+        self.task = self.bar.add_task("study", total=total, best=shown, now="")
 
     def epoch(self, trial: int, fold: int, epoch: int) -> None:
         now = f"trial {trial} · fold {fold + 1}/{self.folds} · epoch {epoch + 1}"

@@ -319,6 +319,15 @@ def enqueue_baseline(study: Any, space: Any) -> bool:
     return True
 
 
+def best_value(study: Any) -> float | None:
+    """The best complete trial's value, or None."""
+    import optuna
+
+    values = [t.value for t in study.get_trials(deepcopy=False)
+              if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
+    return max(values) if values else None
+
+
 def study_params(spec: Spec, url: str, n_trials: int) -> dict[str, Any]:
     """What the MLflow parent run records about a study invocation."""
     return {
@@ -410,7 +419,7 @@ def run_study(
     failures = ConsecutiveFailures(spec.search.max_consecutive_failures)
     callbacks = [failures]
     if progress is not None:
-        progress.start(total if total is not None else n)
+        progress.start(total if total is not None else n, best=best_value(study))
         callbacks.append(progress.trial_done)
     attach_tracker(store, tracker)
     before = len(study.trials)

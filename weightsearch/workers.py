@@ -288,7 +288,7 @@ def run_local(
 
     procs = [spawn(i) for i in range(workers)]
     progress = StudyProgress(console, spec.cv.metric, spec.cv.folds, spec.cv.epochs)
-    progress.start(n_trials)
+    progress.start(n_trials, best=runner.best_value(study))
     seen: set[int] = {t.number for t in study.trials if t.state.is_finished()}
     outcome = runner.Outcome(study=study)
     state = "COMPLETE"
