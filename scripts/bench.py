@@ -476,7 +476,7 @@ def bench_b4(quick: bool) -> dict[str, Any]:
         def __init__(self) -> None:
             self.used = 0
 
-        def start(self, n: int) -> None: ...
+        def start(self, n: int, best: float | None = None) -> None: ...
         def epoch(self, *a: Any) -> None: ...
 
         def trial_done(self, study: Any, trial: Any) -> None:
@@ -978,25 +978,6 @@ NOTES = {
            "(load average ~1.9). The full run's 5 rounds, on an idle machine, narrow it; the "
            "hand-written callback, which predicts the validation set a second time, stays "
            "well above both."),
-    "B2": ("Pipeline overhead", "≤ 1.10×", bench_b2),
-    "B3": ("Pruning", "≥ 40% fewer epochs, best macro-F1 within 0.01", bench_b3),
-    "B4": ("Search engines at an equal epoch budget", "ours at least as good", bench_b4),
-    "B5": ("Memory", "growth < 50 MB from trial 5 to trial 100", bench_b5),
-    "B6": ("Workers on PostgreSQL", "≥ 1.6× trials/min; storage < 5% of trial time", bench_b6),
-    "B7": ("Outcome on the shipped datasets", "beat both baselines on most datasets", bench_b7),
-}
-
-NOTES = {
-    "B1": ("Keras's validation pass (`evaluate`) and our callback's `predict` are each one "
-           "forward pass over the validation rows, and the second table confirms they cost "
-           "the same standalone, with our F1 and loss from the probabilities adding only "
-           "milliseconds. So the excess measured inside `fit` is not a second pass and not "
-           "the F1 arithmetic; this run does not explain it. Candidates to profile next: "
-           "`MacroF1Callback.on_epoch_end` inside `fit` (the predict function or "
-           "`compute_loss` being re-traced after training steps), and the noise of only 2 "
-           "rounds on a loaded machine (the full run uses 5). Until profiled, the honest "
-           "statement is: the F1 does not cost a second pass in principle, but in this "
-           "measurement the callback costs more than Keras's own validation pass."),
     "B2": ("The overhead is Optuna's SQLite storage, MLflow's SQLite run/params/metric "
            "writes (a child run per trial, per-epoch metrics, a confusion-matrix PNG and a "
            "report per trial), threshold tuning and `clear_session` + `gc.collect` per trial. "
