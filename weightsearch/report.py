@@ -9,6 +9,7 @@ unweighted baseline (paired tests over the CV folds), per-class F1, PNG plots, a
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -930,6 +931,9 @@ def build_report(
     return rep
 
 
+_NUMERIC = re.compile(r"[-+–0-9.e/ ±→()]*")
+
+
 def terminal_renderables(rep: StudyReport) -> list[Any]:
     """What ``weightsearch report`` prints: rich tables and lines, in order."""
     from rich.table import Table
@@ -938,10 +942,16 @@ def terminal_renderables(rep: StudyReport) -> list[Any]:
         t = Table(title=title, title_justify="left")
         for i, h in enumerate(headers):
             left = i == 0 or h in ("verdict", "scheme", "loss", "arch", "class")
+            cells = [row[i] for row in rows]
+            # numbers never get cut to "0.9…" on a narrow terminal: they keep their width
+            # and the text columns (names, verdicts, fold lists) wrap instead
+            numeric = bool(cells) and all(_NUMERIC.fullmatch(c) for c in cells)
             t.add_column(
                 h,
                 justify="left" if left else "right",
-                no_wrap="folds" not in h,  # only the fold scores wrap
+                no_wrap=numeric,
+                min_width=max(len(c) for c in cells) if numeric else None,
+                overflow="ellipsis" if numeric else "fold",
             )
         for row in rows:
             t.add_row(*row)
