@@ -574,35 +574,18 @@ def plot_b4(curves: dict[str, list[list[tuple[float, float]]]], budget: int) -> 
 # ---------------------------------------------------------------------------------------
 # B5: memory
 # ---------------------------------------------------------------------------------------
-RECYCLE_SPEC = """
-name = "b5-recycle"
-seed = 0
-[data]
-source = "builtin:synthetic"
-test_size = 0.2
-options = {{ n_samples = 200, n_features = 8, weights = [0.8, 0.2], class_sep = 2.0 }}
-[cv]
-folds = 2
-epochs = 1
-batch_size = 32
-patience = 0
-[search]
-n_trials = {trials}
-sampler = "random"
-pruner = "none"
-trials_per_process = {per}
-storage = "journal:{tmp}/b5.journal"
-[space.weighting]
-scheme = ["none", "balanced", "sqrt"]
-[space.loss]
-name = ["crossentropy", "focal"]
-[space.model]
-arch = "mlp"
-depth = 1
-width = 16
-[tracking]
-enabled = false
-"""
+def recycle_spec(trials: int, per: int, tmp: Path) -> str:
+    """memory_probe.py's tiny study, run by recycled worker processes, without tracking."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from memory_probe import SPEC
+
+    text = SPEC.format(trials=trials, tmp=tmp)
+    return (
+        text.replace('name = "memory"', 'name = "b5-recycle"')
+        .replace(f'storage = "sqlite:///{tmp}/optuna.db"',
+                 f'trials_per_process = {per}\nstorage = "journal:{tmp}/b5.journal"')
+        .replace(f'mlflow_uri = "sqlite:///{tmp}/mlflow.db"', "enabled = false")
+    )
 
 
 def bench_b5(quick: bool) -> dict[str, Any]:
@@ -623,7 +606,7 @@ def bench_b5(quick: bool) -> dict[str, Any]:
     d = TMP / "b5"
     d.mkdir(exist_ok=True)
     spec_path = d / "recycle.toml"
-    spec_path.write_text(RECYCLE_SPEC.format(trials=trials, per=per, tmp=d))
+    spec_path.write_text(recycle_spec(trials, per, d))
     proc = subprocess.Popen(
         [sys.executable, "-m", "weightsearch", "study", str(spec_path), "--workers", "1",
          "--no-tracking"], cwd=TMP, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
