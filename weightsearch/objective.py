@@ -13,6 +13,8 @@ fold's best score is reported at step ``k`` instead, as that pruner expects.
 from __future__ import annotations
 
 import math
+import os
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -134,6 +136,7 @@ class Objective:
 
         config = self.space.suggest(trial)
         trial.set_user_attr("config", config)
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         params = flatten(config)
         try:
             full_w = training.compute_weights(
