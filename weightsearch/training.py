@@ -36,12 +36,54 @@ def configure_threads(threads: int | None = None) -> None:
     _THREADS_SET = True
 
 
+# ``CustomGradient-*`` names in TensorFlow's gradient registry before this session's first
+# ``build``; ``clear`` drops the ones registered since (see ``_release_custom_gradients``).
+_GRADIENTS_BEFORE: frozenset[str] | None = None
+
+
+def _gradient_registry() -> dict[str, Any] | None:
+    """TensorFlow's global op-name -> gradient table, or None if its layout changed."""
+    from tensorflow.python.framework import ops
+
+    table = getattr(getattr(ops, "gradient_registry", None), "_registry", None)
+    return table if isinstance(table, dict) else None
+
+
+def _mark_custom_gradients() -> None:
+    global _GRADIENTS_BEFORE
+    if _GRADIENTS_BEFORE is None and (table := _gradient_registry()) is not None:
+        _GRADIENTS_BEFORE = frozenset(table)
+
+
+def _release_custom_gradients() -> int:
+    """Unregister the graph-mode custom gradients this session's training registered.
+
+    Keras's TF optimiser sums gradients with ``replica_context.all_reduce``, whose graph-mode
+    ``tf.custom_gradient`` registers a ``CustomGradient-<n>`` function in a global registry
+    that nothing ever removes. Its closure holds the traced train step, so every trained model
+    keeps its whole ``FuncGraph`` alive after ``clear_session``: ~4 MB per small MLP
+    (tensorflow/tensorflow#97697, #80895; keras-team/tf-keras#898 proposes the same purge).
+    Traced functions already hold their gradients, so dropping the entries registered since
+    the session's first ``build`` is safe. Returns how many were dropped.
+    """
+    global _GRADIENTS_BEFORE
+    table, before = _gradient_registry(), _GRADIENTS_BEFORE
+    _GRADIENTS_BEFORE = None
+    if table is None or before is None:
+        return 0
+    stale = [k for k in table if k not in before and k.startswith("CustomGradient-")]
+    for key in stale:
+        del table[key]
+    return len(stale)
+
+
 def clear() -> None:
-    """Free a trial's models: ``keras.backend.clear_session()``, which also runs
-    ``gc.collect()`` (a full collection costs ~0.5 s with TensorFlow loaded, so once per
-    trial, not per fold)."""
+    """Free a trial's models: release its custom gradients (``_release_custom_gradients``),
+    then ``keras.backend.clear_session()``, which also runs ``gc.collect()`` (a full
+    collection costs ~0.5 s with TensorFlow loaded, so once per trial, not per fold)."""
     import keras
 
+    _release_custom_gradients()
     keras.backend.clear_session(free_memory=True)
 
 
@@ -122,6 +164,7 @@ def build(
 
     from weightsearch import losses, models
 
+    _mark_custom_gradients()
     if seed is not None:
         keras.utils.set_random_seed(int(seed))
     weights = compute_weights(y, task, n_classes, config["weighting"])
@@ -146,7 +189,4 @@ def build(
     train = config.get("train", {})
     optimizer = make_optimizer(train.get("optimizer", "adam"), train.get("learning_rate", 1e-3))
     model.compile(optimizer=optimizer, loss=loss)
-    # Create the optimiser's slot variables eagerly, not inside fit's first traced step:
-    # that cuts what TensorFlow leaks per trained model from ~3.7 MB to ~1.2 MB (Adam).
-    optimizer.build(model.trainable_variables)
     return Built(model=model, loss=loss, fit_kwargs=fit_kwargs, weights=weights)

@@ -252,8 +252,8 @@ def run_local(
 
     The coordinator owns the MLflow parent run (workers nest their trial runs under it) and
     shows progress by polling the storage. With ``search.trials_per_process`` a worker exits
-    after that many trials and a fresh one takes its place, which bounds the memory that
-    TensorFlow leaks per trained model. Ctrl-C or SIGTERM stops the workers cleanly.
+    after that many trials and a fresh one takes its place, which bounds whatever memory a
+    process keeps across trials. Ctrl-C or SIGTERM stops the workers cleanly.
     """
     import optuna
 
