@@ -633,7 +633,7 @@ def bench_b5(quick: bool) -> dict[str, Any]:
     return {
         "met": met,
         "summary": (f"in one process {per_trial:.2f} MB/trial, growth 5→{trials}: "
-                    f"{growth:.1f} MB (peak {peak_growth:.1f} MB); a plain Keras loop "
+                    f"{growth:.1f} MB (peak-RSS growth {peak_growth:.1f} MB); a plain Keras loop "
                     f"(`fit` + `clear_session`) in the same process: {keras_pair:.2f} MB per "
                     f"2 fits; recycled workers every {per} trials: peak RSS "
                     f"{', '.join(f'{v:.0f}' for v in worker_peaks)} MB"),

@@ -75,7 +75,7 @@ def slope(values: list[float], warmup: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--trials", type=int, default=20)
-    ap.add_argument("--warmup", type=int, default=4)
+    ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
 
