@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -136,11 +137,7 @@ def test_study_with_workers_on_a_journal_file(tmp_path: Path) -> None:
     proc = subprocess.run(cli("study", str(spec), "--workers", "2"), capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr + proc.stdout
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    journal = JournalStorage(JournalFileBackend(f"{tmp_path}/optuna.journal"))
-    study = optuna.load_study(study_name="journal2", storage=journal)
+    study = optuna.load_study(study_name="journal2", storage=journal(tmp_path / "optuna.journal"))
     assert [t.number for t in study.trials] == [0, 1, 2, 3]
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     children = child_runs(mlflow, "journal2")
@@ -159,20 +156,26 @@ def test_sqlite_is_refused_for_parallel_workers(tmp_path: Path) -> None:
     assert not (tmp_path / "o.db").exists() and not (tmp_path / "m.db").exists()
 
 
-def _wait_for_running_trial(storage: str, name: str, proc: subprocess.Popen,
+def journal(path: Path) -> optuna.storages.JournalStorage:
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+
+
+def _wait_for_running_trial(storage: Any, name: str, proc: subprocess.Popen,
                             limit: float = 120) -> optuna.trial.FrozenTrial:
-    """Poll until a trial is RUNNING and has reported at least one epoch."""
+    """Poll until a trial is RUNNING and has its MLflow run and worker recorded."""
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         assert proc.poll() is None, "the process ended before a trial was under way"
         try:
             study = optuna.load_study(study_name=name, storage=storage)
-        except KeyError:
+        except (KeyError, FileNotFoundError):
             time.sleep(0.5)
             continue
         running = [t for t in study.get_trials(deepcopy=False)
                    if t.state == optuna.trial.TrialState.RUNNING
-                   and "mlflow_run_id" in t.user_attrs]
+                   and {"mlflow_run_id", "worker"} <= t.user_attrs.keys()]
         if running:
             return running[0]
         time.sleep(0.3)
@@ -192,17 +195,69 @@ def test_sigkilled_worker_trial_is_failed_and_retried(tmp_path: Path, pg_urls) -
     again = subprocess.run(cli("worker", str(spec), "--quiet"), capture_output=True, text=True,
                            timeout=600)
     assert again.returncode == 0, again.stderr
-    study = optuna.load_study(study_name="kill", storage=storage)
+    assert_retried_once(optuna.load_study(study_name="kill", storage=storage), victim, mlflow, 2)
+
+
+def assert_retried_once(study: optuna.Study, victim: optuna.trial.FrozenTrial, mlflow: str,
+                        n_trials: int) -> None:
+    """The victim failed, was re-run once with the same params, its MLflow run is closed as
+    FAILED, and the budget counts the retry once."""
     by_number = {t.number: t for t in study.trials}
     assert by_number[victim.number].state == optuna.trial.TrialState.FAIL
     retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim.number]
     assert len(retries) == 1 and retries[0].state == optuna.trial.TrialState.COMPLETE
-    assert retries[0].params == victim.params  # the same configuration, run again
+    assert retries[0].params == victim.params
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(complete) == 2 and len(study.trials) == 3  # the budget counts the retry once
-    runs = {int(r.data.tags["optuna.trial_number"]): r for r in child_runs(mlflow, "kill")}
-    assert runs[victim.number].info.status == "FAILED"  # not left RUNNING forever
+    assert len(complete) == n_trials and len(study.trials) == n_trials + 1
+    runs = {int(r.data.tags["optuna.trial_number"]): r
+            for r in child_runs(mlflow, study.study_name)}
+    assert runs[victim.number].info.status == "FAILED"
     assert "worker lost" in runs[victim.number].data.tags["error"]
+    assert sorted(runs) == sorted(by_number)  # one MLflow run per trial
+
+
+def test_sigkilled_journal_worker_trial_is_failed_and_retried_by_the_next_run(
+    tmp_path: Path,
+) -> None:
+    """The journal backend has no heartbeats: the next run sees the worker's process is gone."""
+    path = tmp_path / "optuna.journal"
+    mlflow = f"sqlite:///{tmp_path}/mlflow.db"
+    spec = write_spec(tmp_path, storage=f"journal:{path}", mlflow=mlflow, name="jkill",
+                      n_trials=2, epochs=60, rows=600)
+    first = subprocess.Popen(cli("worker", str(spec), "--quiet"),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    victim = _wait_for_running_trial(journal(path), "jkill", first)
+    assert victim.user_attrs["worker"].endswith(f":{first.pid}")
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=30)
+    again = subprocess.run(cli("worker", str(spec)), capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert f"Recovered lost trial(s) {victim.number}" in again.stdout
+    assert_retried_once(optuna.load_study(study_name="jkill", storage=journal(path)), victim,
+                        mlflow, 2)
+
+
+def test_study_workers_recover_a_sigkilled_workers_trial(tmp_path: Path) -> None:
+    """`study --workers 2` on a journal: one worker is SIGKILLed mid-trial; its trial is failed
+    and re-queued at once, the other worker runs it, and the exit code says a worker died."""
+    path = tmp_path / "optuna.journal"
+    mlflow = f"sqlite:///{tmp_path}/mlflow.db"
+    spec = write_spec(tmp_path, storage=f"journal:{path}", mlflow=mlflow, name="jk2",
+                      n_trials=3, epochs=40, rows=600)
+    coordinator = subprocess.Popen(cli("study", str(spec), "--workers", "2"),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    victim = _wait_for_running_trial(journal(path), "jk2", coordinator)
+    pid = int(victim.user_attrs["worker"].rpartition(":")[2])
+    assert pid != coordinator.pid
+    os.kill(pid, signal.SIGKILL)
+    out, err = coordinator.communicate(timeout=600)
+    assert coordinator.returncode == 1, out + err
+    assert "Traceback" not in err
+    assert f"1 worker(s) exited with an error. Lost trial(s) {victim.number} were marked " \
+        "failed and re-queued, and ran again." in err
+    assert_retried_once(optuna.load_study(study_name="jk2", storage=journal(path)), victim,
+                        mlflow, 3)
 
 
 def test_sigint_marks_the_trial_failed_closes_runs_and_resumes(tmp_path: Path) -> None:

@@ -203,6 +203,12 @@ def _finish(console: Any, spec: Any, outcome: Any, tracker: Any, top: int) -> in
         console.print(
             f"MLflow: {_tool('mlflow')} ui --backend-store-uri {mask_url(spec.tracking.mlflow_uri)}"
         )
+    lost = getattr(outcome, "lost_trials", [])
+    if lost and not getattr(outcome, "failed_workers", 0):
+        console.print(
+            f"Recovered lost trial(s) {', '.join(map(str, lost))}: their worker had stopped, "
+            "so they were marked failed and re-queued."
+        )
     if outcome.interrupted:
         console.print(
             f"[yellow]Interrupted[/yellow] after {outcome.ran} trial(s) this run; finished "
@@ -220,7 +226,14 @@ def _finish(console: Any, spec: Any, outcome: Any, tracker: Any, top: int) -> in
         )
         return EXIT_FAIL
     if getattr(outcome, "failed_workers", 0):
-        print(f"error: {outcome.failed_workers} worker(s) exited with an error.", file=sys.stderr)
+        waiting = any(t.state.name == "WAITING" for t in study.trials)
+        retried = (
+            f" Lost trial(s) {', '.join(map(str, lost))} were marked failed and re-queued"
+            + ("; run the same command to finish the study." if waiting else ", and ran again.")
+            if lost else ""
+        )
+        print(f"error: {outcome.failed_workers} worker(s) exited with an error.{retried}",
+              file=sys.stderr)
         return EXIT_FAIL
     if not rows:
         print("error: no trial completed in this study.", file=sys.stderr)

@@ -13,8 +13,6 @@ fold's best score is reported at step ``k`` instead, as that pruner expects.
 from __future__ import annotations
 
 import math
-import os
-import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +21,7 @@ import numpy as np
 
 from weightsearch.space import Space
 from weightsearch.spec import Spec
+from weightsearch.workers import process_start, worker_id
 
 
 class TrialFailed(RuntimeError):
@@ -136,7 +135,8 @@ class Objective:
 
         config = self.space.suggest(trial)
         trial.set_user_attr("config", config)
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        trial.set_user_attr("worker", worker_id())
+        trial.set_user_attr("worker_started", process_start())
         params = flatten(config)
         try:
             full_w = training.compute_weights(

@@ -7,7 +7,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -208,21 +208,61 @@ def _quiet_optuna() -> None:
 
 
 class StaleTrialHandler:
-    """Re-queue a trial whose worker died (stale heartbeat), at most twice, and close its
-    MLflow run as FAILED through ``tracker`` (set once the tracker exists)."""
+    """Re-queue a trial whose worker died, at most twice, and close its MLflow run as FAILED
+    through ``tracker`` (set once the tracker exists)."""
 
-    def __init__(self) -> None:
+    def __init__(self, reason: str = "no heartbeat") -> None:
+        import optuna
         from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-        self.retry = RetryHeartbeatStaleTrialCallback(max_retry=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self.retry = RetryHeartbeatStaleTrialCallback(max_retry=2)
         self.tracker: Any = None
+        self.reason = reason
 
     def __call__(self, study: Any, trial: Any) -> None:
         self.retry(study, trial)
         run = trial.user_attrs.get("mlflow_run_id")
         if self.tracker is not None and run:
-            self.tracker.set_tags(run, {"error": "worker lost (no heartbeat); trial retried"})
+            self.tracker.set_tags(run, {"error": f"worker lost ({self.reason}); trial retried"})
             self.tracker.end_trial(run, "FAIL")
+
+
+def recover_lost_trials(study: Any, tracker: Any = None) -> list[int]:
+    """Without heartbeats (the journal backend): fail the RUNNING trials whose local worker
+    process is gone, re-queue them (at most twice) and close their MLflow runs, as the
+    heartbeat handler does for RDB storages. Returns the failed trials' numbers."""
+    import copy
+
+    import optuna
+
+    from weightsearch.workers import _heartbeat_enabled, lost_local_trials
+
+    if _heartbeat_enabled(study):
+        return []  # Optuna's fail_stale_trials does this
+    handler = StaleTrialHandler("its process is gone")
+    handler.tracker = tracker
+    storage, failed = study._storage, []
+    for trial_id in lost_local_trials(study):
+        try:
+            if not storage.set_trial_state_values(trial_id, state=optuna.trial.TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another process got there first
+        trial = copy.deepcopy(storage.get_trial(trial_id))
+        handler(study, trial)
+        failed.append(trial.number)
+    return failed
+
+
+def requeued_since(study: Any, before: int) -> list[int]:
+    """Numbers of the lost trials that were re-queued as trial ``before`` or later (by any
+    process: a heartbeat check or :func:`recover_lost_trials`)."""
+    return sorted(
+        t.system_attrs["failed_trial"] for t in study.get_trials(deepcopy=False)[before:]
+        if "failed_trial" in t.system_attrs
+    )
 
 
 def open_storage(spec: Spec, url: str | None = None) -> Any:
@@ -351,6 +391,7 @@ class Outcome:
     ran: int = 0
     seconds: float = 0.0
     failed_workers: int = 0
+    lost_trials: list[int] = field(default_factory=list)  # failed and re-queued
 
 
 def run_study(
@@ -435,6 +476,7 @@ def run_study(
     start = time.perf_counter()
     state = "COMPLETE"
     timeout = timeout or spec.search.timeout
+    recover_lost_trials(study, tracker)
     try:
         with _sigterm_as_interrupt():
             if total is None:
@@ -447,6 +489,7 @@ def run_study(
                 optimize_until(
                     study, objective, total, url=url, timeout=timeout, callbacks=callbacks,
                     max_trials=max_trials,
+                    recover=lambda s: recover_lost_trials(s, tracker),
                 )
     except KeyboardInterrupt:
         outcome.interrupted = True
@@ -454,6 +497,7 @@ def run_study(
     finally:
         outcome.seconds = time.perf_counter() - start
         outcome.ran = len(study.trials) - before
+        outcome.lost_trials = requeued_since(study, before)
         outcome.stopped_for_failures = failures.tripped
         if failures.tripped:
             state = "FAIL"

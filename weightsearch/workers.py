@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -75,6 +76,13 @@ class StudyLock:
             self._conn.commit()
         elif self.kind == "file" and self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def __enter__(self) -> StudyLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
         self.release()
@@ -137,9 +145,13 @@ def optimize_until(
     timeout: float | None = None,
     callbacks: Sequence[Callable[[Any, Any], None]] = (),
     max_trials: int | None = None,
+    recover: Callable[[Any], Any] | None = None,
 ) -> int:
     """Run trials until the study counts ``total`` trials (see :func:`counted_trials`), or
-    until this process has run ``max_trials``. Returns the number of trials run here."""
+    until this process has run ``max_trials``. Returns the number of trials run here.
+
+    Before each trial, under the lock, lost trials are failed and re-queued: Optuna's
+    ``fail_stale_trials`` with heartbeats, else ``recover(study)``."""
     import optuna
 
     lock = StudyLock(url, study.study_name)
@@ -158,6 +170,8 @@ def optimize_until(
             try:
                 if _heartbeat_enabled(study):
                     optuna.storages.fail_stale_trials(study)
+                elif recover is not None:
+                    recover(study)
                 if counted_trials(study) >= total:
                     break
                 study.optimize(
@@ -171,6 +185,61 @@ def optimize_until(
     finally:
         lock.close()
     return ran
+
+
+def worker_id() -> str:
+    """This process as trials record it (user attribute ``worker``): ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def process_start(pid: int | None = None) -> str:
+    """When process ``pid`` (default: this one) started, in clock ticks since boot (Linux
+    ``/proc/<pid>/stat`` field 22); "" where unknown. With the pid, it names one process even
+    after the pid is reused."""
+    try:
+        with open(f"/proc/{pid or os.getpid()}/stat") as fh:
+            return fh.read().rpartition(")")[2].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _process_gone(pid: int, started: str = "") -> bool:
+    """Whether process ``pid``, started at ``started`` (see :func:`process_start`), has ended:
+    no such pid, a zombie, or the pid now belongs to a process started at another time."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # alive, another user's
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            if fh.read().rpartition(")")[2].split()[0] == "Z":
+                return True
+    except (OSError, IndexError):
+        return False  # no /proc (not Linux): trust kill(pid, 0)
+    return bool(started) and process_start(pid) != started
+
+
+def lost_local_trials(study: Any) -> list[int]:
+    """Ids of RUNNING trials whose worker ran on this host and whose process is gone.
+
+    The journal backend has no heartbeats, so a trial whose worker was SIGKILLed (or OOM-killed)
+    would stay RUNNING forever; every trial records ``worker_id()`` and ``process_start()``
+    (user attributes ``worker``, ``worker_started``), so any process on the same machine can
+    tell that it was lost.
+    """
+    import optuna
+
+    host = socket.gethostname()
+    lost = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        who, _, pid = str(t.user_attrs.get("worker", "")).rpartition(":")
+        if who != host or not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        if _process_gone(int(pid), str(t.user_attrs.get("worker_started", ""))):
+            lost.append(t._trial_id)
+    return lost
 
 
 def _heartbeat_enabled(study: Any) -> bool:
@@ -307,6 +376,10 @@ def run_local(
                     if p.returncode != 0:
                         failed += 1
                         procs[i] = _Done()
+                        # its trial, if it was killed mid-trial: failed, re-queued for the
+                        # other workers (or the next run), its MLflow run closed
+                        with StudyLock(url, spec.name):
+                            runner.recover_lost_trials(study, tracker)
                     elif not isinstance(p, _Done):
                         in_time = not timeout or time.monotonic() - start < timeout
                         if failed == 0 and in_time and counted_trials(study) < total:
@@ -329,6 +402,7 @@ def run_local(
     outcome.study = optuna.load_study(study_name=spec.name, storage=storage)
     outcome.ran = len(outcome.study.trials) - before
     outcome.seconds = time.monotonic() - start
+    outcome.lost_trials = runner.requeued_since(outcome.study, before)
     return outcome
 
 
