@@ -3,73 +3,117 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import optuna
 import pytest
 
 from weightsearch import runner
-from weightsearch.workers import _process_gone, lost_local_trials, process_start, worker_id
+from weightsearch.workers import (
+    _process_gone,
+    budget_spent,
+    lost_local_trials,
+    mark_worker,
+    process_start,
+    worker_id,
+    worker_scope,
+)
 
-linux_only = pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc")
+pytestmark = pytest.mark.skipif(not worker_scope(), reason="needs Linux /proc")
+X = {"x": optuna.distributions.FloatDistribution(0, 1)}
 
 
-def _exited_child() -> int:
-    child = subprocess.Popen([sys.executable, "-c", "pass"])
+@pytest.fixture
+def live_child() -> Iterator[subprocess.Popen]:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        while not process_start(child.pid):
+            pass
+        yield child
+    finally:
+        child.kill()
+        child.wait()
+
+
+def _exited_child() -> tuple[int, str]:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.2)"])
+    started = process_start(child.pid)
     child.wait()
-    return child.pid
+    return child.pid, started
 
 
-@linux_only
-def test_a_live_process_is_not_gone_and_a_reused_pid_is() -> None:
-    started = process_start()
+def test_a_live_process_is_not_gone_and_a_reused_pid_is(live_child) -> None:
+    started = process_start(live_child.pid)
     assert started.isdigit()
-    assert not _process_gone(os.getpid(), started)
-    assert not _process_gone(os.getpid())  # no start time recorded: the pid alone decides
-    assert _process_gone(os.getpid(), str(int(started) + 1))  # same pid, another process
+    assert not _process_gone(live_child.pid, started)
+    assert _process_gone(live_child.pid, str(int(started) + 1))  # same pid, another process
 
 
-@linux_only
 def test_an_exited_process_is_gone_and_so_is_a_zombie() -> None:
-    assert _process_gone(_exited_child())
+    assert _process_gone(*_exited_child())
     child = subprocess.Popen([sys.executable, "-c", "pass"])
+    started = process_start(child.pid)
     os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # exited, not yet reaped
     try:
-        assert _process_gone(child.pid)
+        assert _process_gone(child.pid, started)
     finally:
         child.wait()
 
 
-def _running_trial(study: optuna.Study, worker: str, started: str = "") -> int:
-    trial = study.ask()
-    trial.set_user_attr("worker", worker)
+def _running(study: optuna.Study, pid: int, started: str, scope: str | None = None) -> int:
+    trial = study.ask(X)
+    trial.set_user_attr("worker", f"{worker_id().rpartition(':')[0]}:{pid}")
     trial.set_user_attr("worker_started", started)
+    trial.set_user_attr("worker_scope", worker_scope() if scope is None else scope)
     return trial._trial_id
 
 
-@linux_only
-def test_lost_local_trials_are_those_of_gone_processes_on_this_host() -> None:
+def test_lost_local_trials_are_those_of_gone_processes_in_this_scope(live_child) -> None:
     study = optuna.create_study(direction="maximize")
-    host = socket.gethostname()
-    dead = _running_trial(study, f"{host}:{_exited_child()}")
-    ours = _running_trial(study, worker_id(), process_start())
-    elsewhere = _running_trial(study, f"another-host:{_exited_child()}")
-    unknown = _running_trial(study, "")
-    lost = lost_local_trials(study)
-    assert lost == [dead]
-    assert {ours, elsewhere, unknown}.isdisjoint(lost)
+    dead = _running(study, *_exited_child())
+    reused = _running(study, live_child.pid, "1")  # its pid now runs another process
+    alive = _running(study, live_child.pid, process_start(live_child.pid))
+    ours = study.ask(X)
+    mark_worker(ours)
+    other_scope = _running(study, *_exited_child(), scope="another-boot/pid:[1]")
+    unnamed = study.ask(X)._trial_id  # created, but has not recorded its worker yet
+    assert sorted(lost_local_trials(study)) == sorted([dead, reused])
+    assert {alive, ours._trial_id, other_scope, unnamed}.isdisjoint(lost_local_trials(study))
 
 
-@linux_only
-def test_recover_fails_and_requeues_a_lost_trial_once() -> None:
+def test_recover_fails_and_requeues_a_lost_trial_once_with_a_clean_retry() -> None:
     study = optuna.create_study(direction="maximize")
-    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
-    trial.set_user_attr("worker", f"{socket.gethostname()}:{_exited_child()}")
-    assert runner.recover_lost_trials(study) == [trial.number]
+    lost = study.ask(X)
+    mark_worker(lost)
+    pid, started = _exited_child()
+    lost.set_user_attr("worker", f"{worker_id().rpartition(':')[0]}:{pid}")
+    lost.set_user_attr("worker_started", started)
+    lost.set_user_attr("mlflow_run_id", "abc")
+    assert runner.recover_lost_trials(study) == [lost.number]
     assert runner.recover_lost_trials(study) == []  # already failed: nothing more to do
-    states = [t.state for t in study.trials]
-    assert states == [optuna.trial.TrialState.FAIL, optuna.trial.TrialState.WAITING]
-    assert study.trials[1].params == study.trials[0].params
-    assert runner.requeued_since(study, 0) == [trial.number]
+    failed, retry = study.trials
+    assert (failed.state, retry.state) == (optuna.trial.TrialState.FAIL,
+                                           optuna.trial.TrialState.WAITING)
+    assert retry.params == failed.params
+    # the retry names no worker until one runs it, so it cannot be taken for the lost one
+    assert retry.user_attrs == {}
+    assert runner.requeued_since(study, 0) == [lost.number]
+    # a queued retry keeps the budget open although it is already counted
+    assert not budget_spent(study, total=1)
+    assert runner.trials_run_since(study, 0) == 1
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
+def test_recover_leaves_storages_with_heartbeats_to_optuna(tmp_path: Path) -> None:
+    storage = runner.make_storage(f"sqlite:///{tmp_path}/o.db", heartbeat_interval=60)
+    study = optuna.create_study(storage=storage, direction="maximize")
+    trial = study.ask(X)
+    pid, started = _exited_child()
+    _running(study, pid, started)
+    mark_worker(trial)
+    assert lost_local_trials(study)  # it would be judged lost by pid...
+    assert runner.recover_lost_trials(study) == []  # ...but heartbeats decide here
+    assert all(t.state == optuna.trial.TrialState.RUNNING for t in study.trials)

@@ -138,3 +138,40 @@ def test_subprocess_cli_bad_spec_exits_2_without_traceback(tmp_path: Path) -> No
     assert any("space.loss.name: Unknown loss 'hinge'; expected one of:" in x for x in lines)
     assert any("space.model.arch:" in x and "cnn" in x for x in lines)
     assert not (tmp_path / "weightsearch.db").exists()
+
+
+def test_ctrl_c_dropped_inside_a_finaliser_still_stops_the_trial(
+    tiny_spec, tmp_path: Path, monkeypatch
+) -> None:
+    """Python only prints an exception raised in ``__del__``: a Ctrl-C that lands while a
+    finaliser runs (garbage collection during training) is lost. The epoch-end check of
+    ``runner.interrupt_requested`` stops the trial anyway."""
+    import os
+    import signal
+
+    from weightsearch import training
+
+    real_build = training.build
+
+    class SendsCtrlCWhenCollected:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(100_000):  # the handler runs here, inside __del__: dropped
+                pass
+
+    def build_then_collect(*args, **kwargs):
+        built = real_build(*args, **kwargs)
+        SendsCtrlCWhenCollected()  # collected at once
+        return built
+
+    dropped: list[type] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: dropped.append(u.exc_type))
+    monkeypatch.setattr(training, "build", build_then_collect)
+    spec = tiny_spec(name="dropped", n_trials=2)
+    assert main(["study", str(spec)]) == 130
+    assert dropped[:1] == [KeyboardInterrupt]  # Python reported it as unraisable, and went on
+    study = optuna.load_study(study_name="dropped", storage=f"sqlite:///{tmp_path}/optuna.db")
+    assert [t.state.name for t in study.trials] == ["FAIL"]
+    assert study.trials[0].user_attrs["error"] == "interrupted"
+    children, _, _ = _child_runs(f"sqlite:///{tmp_path}/mlflow.db", "dropped")
+    assert [r.info.status for r in children] == ["KILLED"]

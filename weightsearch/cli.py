@@ -204,7 +204,7 @@ def _finish(console: Any, spec: Any, outcome: Any, tracker: Any, top: int) -> in
             f"MLflow: {_tool('mlflow')} ui --backend-store-uri {mask_url(spec.tracking.mlflow_uri)}"
         )
     lost = getattr(outcome, "lost_trials", [])
-    if lost and not getattr(outcome, "failed_workers", 0):
+    if lost and top and not getattr(outcome, "failed_workers", 0):
         console.print(
             f"Recovered lost trial(s) {', '.join(map(str, lost))}: their worker had stopped, "
             "so they were marked failed and re-queued."
@@ -226,10 +226,13 @@ def _finish(console: Any, spec: Any, outcome: Any, tracker: Any, top: int) -> in
         )
         return EXIT_FAIL
     if getattr(outcome, "failed_workers", 0):
-        waiting = any(t.state.name == "WAITING" for t in study.trials)
+        waiting = any(
+            t.state.name == "WAITING" and t.system_attrs.get("retry_history", [None])[-1] in lost
+            for t in study.trials
+        )
         retried = (
             f" Lost trial(s) {', '.join(map(str, lost))} were marked failed and re-queued"
-            + ("; run the same command to finish the study." if waiting else ", and ran again.")
+            + ("; they run first when the study next runs." if waiting else ", and ran again.")
             if lost else ""
         )
         print(f"error: {outcome.failed_workers} worker(s) exited with an error.{retried}",

@@ -21,7 +21,7 @@ import numpy as np
 
 from weightsearch.space import Space
 from weightsearch.spec import Spec
-from weightsearch.workers import process_start, worker_id
+from weightsearch.workers import mark_worker
 
 
 class TrialFailed(RuntimeError):
@@ -81,6 +81,10 @@ def _make_reporter(**kwargs: Any) -> Any:
             self.nan_epoch: int | None = None
 
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            from weightsearch.runner import interrupt_requested
+
+            if interrupt_requested():  # a Ctrl-C that Python dropped still stops the trial
+                raise KeyboardInterrupt("interrupted")
             logs = logs or {}
             loss = float(logs.get("loss", 0.0))
             if not math.isfinite(loss):
@@ -133,10 +137,9 @@ class Objective:
 
         from weightsearch import training
 
+        mark_worker(trial)  # first: from now on a lost process can be told from a live one
         config = self.space.suggest(trial)
         trial.set_user_attr("config", config)
-        trial.set_user_attr("worker", worker_id())
-        trial.set_user_attr("worker_started", process_start())
         params = flatten(config)
         try:
             full_w = training.compute_weights(

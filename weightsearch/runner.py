@@ -222,17 +222,27 @@ class StaleTrialHandler:
         self.reason = reason
 
     def __call__(self, study: Any, trial: Any) -> None:
-        self.retry(study, trial)
+        import copy
+
         run = trial.user_attrs.get("mlflow_run_id")
+        # The retry starts clean: until it names its own worker and MLflow run it must not
+        # look like the lost process's trial (see workers.lost_local_trials).
+        fresh = copy.copy(trial)
+        fresh.user_attrs = {}
+        self.retry(study, fresh)
         if self.tracker is not None and run:
             self.tracker.set_tags(run, {"error": f"worker lost ({self.reason}); trial retried"})
             self.tracker.end_trial(run, "FAIL")
 
 
 def recover_lost_trials(study: Any, tracker: Any = None) -> list[int]:
-    """Without heartbeats (the journal backend): fail the RUNNING trials whose local worker
-    process is gone, re-queue them (at most twice) and close their MLflow runs, as the
-    heartbeat handler does for RDB storages. Returns the failed trials' numbers."""
+    """Without heartbeats (the journal backend): fail the RUNNING trials whose worker
+    process is gone (:func:`~weightsearch.workers.lost_local_trials`), re-queue them (at most
+    twice) and close their MLflow runs, as :class:`StaleTrialHandler` does for stale
+    heartbeats. With heartbeats, does nothing. Returns the failed trials' numbers.
+
+    Failing and re-queuing are two writes: if this process dies between them, the trial stays
+    failed and is not retried."""
     import copy
 
     import optuna
@@ -257,12 +267,21 @@ def recover_lost_trials(study: Any, tracker: Any = None) -> list[int]:
 
 
 def requeued_since(study: Any, before: int) -> list[int]:
-    """Numbers of the lost trials that were re-queued as trial ``before`` or later (by any
-    process: a heartbeat check or :func:`recover_lost_trials`)."""
+    """Numbers of the lost trials whose retries are trial ``before`` or later (re-queued by
+    any process: a heartbeat check or :func:`recover_lost_trials`)."""
     return sorted(
-        t.system_attrs["failed_trial"] for t in study.get_trials(deepcopy=False)[before:]
-        if "failed_trial" in t.system_attrs
+        t.system_attrs["retry_history"][-1] for t in study.get_trials(deepcopy=False)[before:]
+        if t.system_attrs.get("retry_history")
     )
+
+
+def trials_run_since(study: Any, before: int) -> int:
+    """Trials created as trial ``before`` or later that have started (queued retries have
+    not)."""
+    import optuna
+
+    return sum(t.state != optuna.trial.TrialState.WAITING
+               for t in study.get_trials(deepcopy=False)[before:])
 
 
 def open_storage(spec: Spec, url: str | None = None) -> Any:
@@ -301,22 +320,36 @@ class ConsecutiveFailures:
             study.stop()
 
 
+_INTERRUPTED: list[int] = []  # signals received inside _sigterm_as_interrupt
+
+
+def interrupt_requested() -> bool:
+    """Whether Ctrl-C or SIGTERM arrived during the study. Checked at every epoch end, so an
+    interrupt that Python dropped (raised inside a finaliser during garbage collection,
+    where exceptions are only printed) still stops the trial."""
+    return bool(_INTERRUPTED)
+
+
 @contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C so the running trial is closed cleanly."""
+    """Treat SIGTERM like Ctrl-C so the running trial is closed cleanly, and remember either
+    (:func:`interrupt_requested`)."""
 
     def handler(signum: int, frame: Any) -> None:
+        _INTERRUPTED.append(signum)
         raise KeyboardInterrupt(f"signal {signum}")
 
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     except ValueError:  # not the main thread
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        _INTERRUPTED.clear()
 
 
 def create_study(
@@ -391,7 +424,8 @@ class Outcome:
     ran: int = 0
     seconds: float = 0.0
     failed_workers: int = 0
-    lost_trials: list[int] = field(default_factory=list)  # failed and re-queued
+    # lost trials failed and re-queued: by this process (with --workers: by any worker)
+    lost_trials: list[int] = field(default_factory=list)
 
 
 def run_study(
@@ -476,9 +510,13 @@ def run_study(
     start = time.perf_counter()
     state = "COMPLETE"
     timeout = timeout or spec.search.timeout
-    recover_lost_trials(study, tracker)
+
+    def recover(s: Any) -> None:
+        outcome.lost_trials += recover_lost_trials(s, tracker)
+
     try:
         with _sigterm_as_interrupt():
+            recover(study)
             if total is None:
                 study.optimize(
                     objective, n_trials=n, timeout=timeout, catch=(Exception,), callbacks=callbacks
@@ -489,15 +527,14 @@ def run_study(
                 optimize_until(
                     study, objective, total, url=url, timeout=timeout, callbacks=callbacks,
                     max_trials=max_trials,
-                    recover=lambda s: recover_lost_trials(s, tracker),
+                    recover=recover,
                 )
     except KeyboardInterrupt:
         outcome.interrupted = True
         state = "KILLED"
     finally:
         outcome.seconds = time.perf_counter() - start
-        outcome.ran = len(study.trials) - before
-        outcome.lost_trials = requeued_since(study, before)
+        outcome.ran = trials_run_since(study, before)
         outcome.stopped_for_failures = failures.tripped
         if failures.tripped:
             state = "FAIL"

@@ -147,17 +147,20 @@ def optimize_until(
     max_trials: int | None = None,
     recover: Callable[[Any], Any] | None = None,
 ) -> int:
-    """Run trials until the study counts ``total`` trials (see :func:`counted_trials`), or
-    until this process has run ``max_trials``. Returns the number of trials run here.
+    """Run trials until the study counts ``total`` trials (see :func:`counted_trials`) and
+    none is queued, or until this process has run ``max_trials``. Returns the number of
+    trials run here.
 
     Before each trial, under the lock, lost trials are failed and re-queued: Optuna's
-    ``fail_stale_trials`` with heartbeats, else ``recover(study)``."""
+    ``fail_stale_trials`` with heartbeats, else ``recover(study)``. The lock is released once
+    the new trial records its worker (:func:`mark_worker`)."""
     import optuna
 
     lock = StudyLock(url, study.study_name)
 
     def objective_releasing_lock(trial: Any) -> float:
-        lock.release()  # the trial exists now: let the other workers go on
+        mark_worker(trial)
+        lock.release()  # the trial exists and names its worker: let the other workers go on
         return objective(trial)
 
     start = time.monotonic()
@@ -172,7 +175,7 @@ def optimize_until(
                     optuna.storages.fail_stale_trials(study)
                 elif recover is not None:
                     recover(study)
-                if counted_trials(study) >= total:
+                if budget_spent(study, total):
                     break
                 study.optimize(
                     objective_releasing_lock, n_trials=1, catch=(Exception,), callbacks=callbacks
@@ -187,24 +190,63 @@ def optimize_until(
     return ran
 
 
+def budget_spent(study: Any, total: int) -> bool:
+    """The study counts ``total`` trials and none is queued. A queued trial (an enqueued
+    baseline, a lost trial's retry) is already counted, so running it never overshoots."""
+    import optuna
+
+    waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+    return not waiting and counted_trials(study) >= total
+
+
+# ---- which process runs a trial, and whether it is gone ---------------------------------
+# The journal backend has no heartbeats: a trial whose worker was SIGKILLed (or OOM-killed)
+# would stay RUNNING forever. Each trial records its process, so any process that can see
+# that process's pids (same boot, same PID namespace) can tell that it is gone.
+WORKER_ATTRS = ("worker", "worker_started", "worker_scope")
+
+
 def worker_id() -> str:
     """This process as trials record it (user attribute ``worker``): ``host:pid``."""
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+def worker_scope() -> str:
+    """Where this process's pid means this process: boot id and PID namespace (Linux);
+    "" elsewhere, and then no trial is judged lost by its pid."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+    boot = _read("/proc/sys/kernel/random/boot_id")
+    return f"{boot}/{namespace}" if boot else ""
 
 
 def process_start(pid: int | None = None) -> str:
     """When process ``pid`` (default: this one) started, in clock ticks since boot (Linux
     ``/proc/<pid>/stat`` field 22); "" where unknown. With the pid, it names one process even
     after the pid is reused."""
-    try:
-        with open(f"/proc/{pid or os.getpid()}/stat") as fh:
-            return fh.read().rpartition(")")[2].split()[19]
-    except (OSError, IndexError):
-        return ""
+    fields = _read(f"/proc/{pid or os.getpid()}/stat").rpartition(")")[2].split()
+    return fields[19] if len(fields) > 19 else ""
 
 
-def _process_gone(pid: int, started: str = "") -> bool:
-    """Whether process ``pid``, started at ``started`` (see :func:`process_start`), has ended:
+def mark_worker(trial: Any) -> None:
+    """Record which process runs ``trial`` (user attributes :data:`WORKER_ATTRS`)."""
+    trial.set_user_attr("worker", worker_id())
+    trial.set_user_attr("worker_started", process_start())
+    trial.set_user_attr("worker_scope", worker_scope())
+
+
+def _process_gone(pid: int, started: str) -> bool:
+    """Whether process ``pid`` that started at ``started`` (:func:`process_start`) has ended:
     no such pid, a zombie, or the pid now belongs to a process started at another time."""
     try:
         os.kill(pid, 0)
@@ -212,40 +254,41 @@ def _process_gone(pid: int, started: str = "") -> bool:
         return True
     except PermissionError:
         pass  # alive, another user's
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            if fh.read().rpartition(")")[2].split()[0] == "Z":
-                return True
-    except (OSError, IndexError):
-        return False  # no /proc (not Linux): trust kill(pid, 0)
-    return bool(started) and process_start(pid) != started
+    fields = _read(f"/proc/{pid}/stat").rpartition(")")[2].split()
+    if not fields:
+        return False  # it exists but cannot be read: do not judge
+    return fields[0] == "Z" or (len(fields) > 19 and fields[19] != started)
 
 
 def lost_local_trials(study: Any) -> list[int]:
-    """Ids of RUNNING trials whose worker ran on this host and whose process is gone.
-
-    The journal backend has no heartbeats, so a trial whose worker was SIGKILLed (or OOM-killed)
-    would stay RUNNING forever; every trial records ``worker_id()`` and ``process_start()``
-    (user attributes ``worker``, ``worker_started``), so any process on the same machine can
-    tell that it was lost.
-    """
+    """Ids of RUNNING trials whose worker process is gone, among those recorded in this
+    process's scope (:func:`worker_scope`); trials that do not name their worker yet, or ran
+    on another machine or in another PID namespace, are never judged."""
     import optuna
 
-    host = socket.gethostname()
+    scope = worker_scope()
+    if not scope:
+        return []
+    me = (os.getpid(), process_start())
     lost = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        who, _, pid = str(t.user_attrs.get("worker", "")).rpartition(":")
-        if who != host or not pid.isdigit() or int(pid) == os.getpid():
+        attrs = t.user_attrs
+        pid = str(attrs.get("worker", "")).rpartition(":")[2]
+        started = str(attrs.get("worker_started", ""))
+        if attrs.get("worker_scope") != scope or not pid.isdigit() or not started:
             continue
-        if _process_gone(int(pid), str(t.user_attrs.get("worker_started", ""))):
+        if (int(pid), started) != me and _process_gone(int(pid), started):
             lost.append(t._trial_id)
     return lost
 
 
 def _heartbeat_enabled(study: Any) -> bool:
-    storage = study._storage
-    check = getattr(storage, "is_heartbeat_enabled", None)
-    return bool(check and check())
+    """Whether the study's storage sends heartbeats (an RDB storage with an interval)."""
+    try:
+        from optuna.storages._heartbeat import is_heartbeat_enabled
+    except ImportError:  # a future Optuna: assume none, and judge lost trials by pid
+        return False
+    return bool(is_heartbeat_enabled(study._storage))
 
 
 # ---- local worker processes -------------------------------------------------------------
@@ -378,11 +421,14 @@ def run_local(
                         procs[i] = _Done()
                         # its trial, if it was killed mid-trial: failed, re-queued for the
                         # other workers (or the next run), its MLflow run closed
-                        with StudyLock(url, spec.name):
-                            runner.recover_lost_trials(study, tracker)
+                        try:
+                            with StudyLock(url, spec.name):
+                                runner.recover_lost_trials(study, tracker)
+                        except Exception as exc:  # noqa: BLE001 - the others keep running
+                            console.print(f"warning: could not recover the lost trial: {exc}")
                     elif not isinstance(p, _Done):
                         in_time = not timeout or time.monotonic() - start < timeout
-                        if failed == 0 and in_time and counted_trials(study) < total:
+                        if failed == 0 and in_time and not budget_spent(study, total):
                             procs[i] = spawn(i)  # recycle: a fresh process, fresh memory
                         else:
                             procs[i] = _Done()
@@ -400,7 +446,7 @@ def run_local(
             state = "FAIL"
         tracker.end_study(state)
     outcome.study = optuna.load_study(study_name=spec.name, storage=storage)
-    outcome.ran = len(outcome.study.trials) - before
+    outcome.ran = runner.trials_run_since(outcome.study, before)
     outcome.seconds = time.monotonic() - start
     outcome.lost_trials = runner.requeued_since(outcome.study, before)
     return outcome
