@@ -203,9 +203,6 @@ def budget_spent(study: Any, total: int) -> bool:
 # The journal backend has no heartbeats: a trial whose worker was SIGKILLed (or OOM-killed)
 # would stay RUNNING forever. Each trial records its process, so any process that can see
 # that process's pids (same boot, same PID namespace) can tell that it is gone.
-WORKER_ATTRS = ("worker", "worker_started", "worker_scope")
-
-
 def worker_id() -> str:
     """This process as trials record it (user attribute ``worker``): ``host:pid``."""
     return f"{socket.gethostname()}:{os.getpid()}"
@@ -230,16 +227,22 @@ def worker_scope() -> str:
     return f"{boot}/{namespace}" if boot else ""
 
 
+def _stat(pid: int) -> list[str]:
+    """``/proc/<pid>/stat`` from field 3 (state) on; [] where unreadable."""
+    return _read(f"/proc/{pid}/stat").rpartition(")")[2].split()
+
+
 def process_start(pid: int | None = None) -> str:
     """When process ``pid`` (default: this one) started, in clock ticks since boot (Linux
     ``/proc/<pid>/stat`` field 22); "" where unknown. With the pid, it names one process even
     after the pid is reused."""
-    fields = _read(f"/proc/{pid or os.getpid()}/stat").rpartition(")")[2].split()
+    fields = _stat(pid or os.getpid())
     return fields[19] if len(fields) > 19 else ""
 
 
 def mark_worker(trial: Any) -> None:
-    """Record which process runs ``trial`` (user attributes :data:`WORKER_ATTRS`)."""
+    """Record which process runs ``trial``: user attributes ``worker``, ``worker_started``
+    and ``worker_scope``."""
     trial.set_user_attr("worker", worker_id())
     trial.set_user_attr("worker_started", process_start())
     trial.set_user_attr("worker_scope", worker_scope())
@@ -254,10 +257,10 @@ def _process_gone(pid: int, started: str) -> bool:
         return True
     except PermissionError:
         pass  # alive, another user's
-    fields = _read(f"/proc/{pid}/stat").rpartition(")")[2].split()
+    fields = _stat(pid)
     if not fields:
         return False  # it exists but cannot be read: do not judge
-    return fields[0] == "Z" or (len(fields) > 19 and fields[19] != started)
+    return fields[0] == "Z" or process_start(pid) not in ("", started)
 
 
 def lost_local_trials(study: Any) -> list[int]:
