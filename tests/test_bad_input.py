@@ -149,7 +149,7 @@ def test_study_stops_after_consecutive_failures(tiny_spec, tmp_path: Path, monke
     def broken(*args, **kwargs):
         raise RuntimeError("simulated out of memory")
 
-    monkeypatch.setattr(training, "build", broken)
+    monkeypatch.setattr(training, "build_member", broken)
     spec = tiny_spec(name="failing", n_trials=6)
     spec.write_text(spec.read_text().replace("[search]", "[search]\nmax_consecutive_failures = 2"))
     code = main(["study", str(spec)])

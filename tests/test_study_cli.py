@@ -86,7 +86,9 @@ def test_pruned_trial_stops_at_once_and_is_marked(tiny_spec, tmp_path: Path, mon
     study = optuna.load_study(study_name="prune", storage=f"sqlite:///{tmp_path}/optuna.db")
     assert [t.state.name for t in study.trials] == ["PRUNED", "PRUNED"]
     for t in study.trials:
-        assert t.user_attrs["pruned_at"] == {"fold": 0, "epoch": 1}  # stopped after epoch 1
+        # folds side by side: the first report is epoch 0 (step 0), for the whole trial
+        assert t.user_attrs["parallel_folds"] is True
+        assert t.user_attrs["pruned_at"] == {"epoch": 1}  # stopped after epoch 1
         assert list(t.intermediate_values) == [0]
     children, _, _ = _child_runs(f"sqlite:///{tmp_path}/mlflow.db", "prune")
     assert {r.data.tags["optuna.state"] for r in children} == {"PRUNED"}
@@ -98,7 +100,7 @@ def test_failed_trial_is_recorded_and_the_study_continues(
 ) -> None:
     from weightsearch import training
 
-    real_build = training.build
+    real_build = training.build_member
     calls = {"n": 0}
 
     def flaky_build(*args, **kwargs):
@@ -107,7 +109,7 @@ def test_failed_trial_is_recorded_and_the_study_continues(
             raise ValueError("boom: simulated build error")
         return real_build(*args, **kwargs)
 
-    monkeypatch.setattr(training, "build", flaky_build)
+    monkeypatch.setattr(training, "build_member", flaky_build)
     spec = tiny_spec(name="fail", n_trials=2)
     assert main(["study", str(spec)]) == 0
     study = optuna.load_study(study_name="fail", storage=f"sqlite:///{tmp_path}/optuna.db")
@@ -151,7 +153,7 @@ def test_ctrl_c_dropped_inside_a_finaliser_still_stops_the_trial(
 
     from weightsearch import training
 
-    real_build = training.build
+    real_build = training.build_member
 
     class SendsCtrlCWhenCollected:
         def __del__(self) -> None:
@@ -166,7 +168,7 @@ def test_ctrl_c_dropped_inside_a_finaliser_still_stops_the_trial(
 
     dropped: list[type] = []
     monkeypatch.setattr(sys, "unraisablehook", lambda u: dropped.append(u.exc_type))
-    monkeypatch.setattr(training, "build", build_then_collect)
+    monkeypatch.setattr(training, "build_member", build_then_collect)
     spec = tiny_spec(name="dropped", n_trials=2)
     assert main(["study", str(spec)]) == 130
     assert dropped[:1] == [KeyboardInterrupt]  # Python reported it as unraisable, and went on

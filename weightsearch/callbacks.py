@@ -109,6 +109,11 @@ class MacroF1Callback(keras.callbacks.Callback):
             self._targets = np.eye(n, dtype=np.float32)[y]
         self._reset()
 
+    @property
+    def targets(self) -> np.ndarray:
+        """The validation targets as the model's loss takes them (one-hot or multi-hot)."""
+        return self._targets
+
     def _reset(self) -> None:
         self.history: list[dict[str, float]] = []
         self.best_epoch: int | None = None
@@ -148,16 +153,28 @@ class MacroF1Callback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         proba = np.asarray(self.model.predict(self.x_val, batch_size=self.batch_size, verbose=0))
-        values = self.evaluate(proba)
-        if self.compute_loss:
-            values["val_loss"] = self._loss(proba)
+        values = self.update(epoch, proba, self._loss(proba) if self.compute_loss else None)
         if logs is not None:
             logs.update(values)
+
+    def update(
+        self, epoch: int, proba: np.ndarray, val_loss: float | None = None
+    ) -> dict[str, float]:
+        """Score one epoch's validation probabilities: append to ``history``, keep the best.
+
+        Returns the ``logs`` entries (``val_loss`` too when given). Used by
+        :meth:`on_epoch_end`, and by fold-parallel training, which predicts every fold's
+        validation rows in one pass and scores each fold with its own callback.
+        """
+        values = self.evaluate(proba)
+        if val_loss is not None:
+            values["val_loss"] = float(val_loss)
         self.history.append({"epoch": int(epoch), **values})
         self.last_proba = proba
         value = values[f"val_{self.metric}"]
         if self.best_epoch is None or value > self.best_value:
             self.best_epoch, self.best_value, self.best_proba = int(epoch), value, proba
+        return values
 
     @property
     def best_per_class_f1(self) -> dict[str, float]:

@@ -1,20 +1,25 @@
 """The cross-validated objective: folds → fit → per-fold best epoch → trial value.
 
-For each fold the class weights come from the training fold only, the model is fitted with
-:class:`~weightsearch.callbacks.MacroF1Callback` (whole-fold F1 at every epoch end) followed
-by early stopping on it, and the fold's score is its best epoch's score. The trial value is
-the mean over folds.
+For each fold the class weights come from the training fold only, the model is scored by
+:class:`~weightsearch.callbacks.MacroF1Callback` (whole-fold F1 at every epoch end) and
+early-stopped on it, and the fold's score is its best epoch's score. The trial value is the
+mean over folds.
 
-Pruning: Optuna keeps only the first value reported for a step, so epoch ``e`` of fold ``k``
-is reported at step ``k * epochs + e`` (unique across folds). With the Wilcoxon pruner each
-fold's best score is reported at step ``k`` instead, as that pruner expects.
+The K fold models train side by side in one Keras model and one ``fit``
+(:mod:`weightsearch.folds`; ``cv.parallel_folds``), or one after another where stacking
+cannot apply; the trial's ``parallel_folds`` user attribute says which, and
+``parallel_folds_reason`` why not.
+
+Pruning: side by side, epoch ``e`` is reported at step ``e`` with the mean over folds of
+each fold's best value so far (a stopped fold counts with its final best), which at the last
+epoch is the trial value. One fold at a time, fold ``k``'s epoch ``e`` is reported at step
+``k * epochs + e`` (Optuna keeps only the first value per step). With the Wilcoxon pruner
+each fold's best score is reported at step ``k``, as that pruner expects.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,6 +31,7 @@ from weightsearch.workers import mark_worker
 
 class TrialFailed(RuntimeError):
     """A failure of one trial (NaN loss, a build error): the study goes on."""
+
 
 
 def flatten(config: dict[str, Any]) -> dict[str, Any]:
@@ -45,68 +51,28 @@ def flatten(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@dataclass
-class FoldResult:
-    value: float
-    best_epoch: int  # 1-based
-    epochs_run: int
-    history: list[dict[str, float]] = field(default_factory=list)
+class _MetricBuffer:
+    """Per-epoch MLflow metrics, written in batches: at most one write a second, then the rest.
 
+    Curves stay live (a second behind at most) while a fast trial makes a few writes, not one
+    per fold and epoch.
+    """
 
-def _make_reporter(**kwargs: Any) -> Any:
-    import keras
+    def __init__(self, tracker: Any, run: str | None, every: float = 1.0) -> None:
+        self.tracker, self.run, self.every = tracker, run, every
+        self.rows: list[tuple[str, float, int]] = []
+        self.last = time.monotonic()
 
-    class EpochReporter(keras.callbacks.Callback):
-        """Logs each epoch to the tracker, reports to Optuna, and stops on NaN or pruning.
+    def add(self, metrics: dict[str, float], step: int) -> None:
+        self.rows.extend((k, float(v), step) for k, v in metrics.items())
+        if time.monotonic() - self.last >= self.every:
+            self.flush()
 
-        Must come after MacroF1Callback, which writes ``val_<metric>`` into ``logs``.
-        """
-
-        def __init__(
-            self,
-            trial: Any,
-            tracker: Any,
-            run: str | None,
-            fold: int,
-            epochs: int,
-            metric: str,
-            report_epochs: bool,
-            status: Any = None,
-        ) -> None:
-            super().__init__()
-            self.trial, self.tracker, self.run = trial, tracker, run
-            self.fold, self.epochs, self.metric = fold, epochs, metric
-            self.report_epochs, self.status = report_epochs, status
-            self.pruned = False
-            self.nan_epoch: int | None = None
-
-        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-            from weightsearch.runner import interrupt_requested
-
-            if interrupt_requested():  # a Ctrl-C that Python dropped still stops the trial
-                raise KeyboardInterrupt("interrupted")
-            logs = logs or {}
-            loss = float(logs.get("loss", 0.0))
-            if not math.isfinite(loss):
-                self.nan_epoch = epoch
-                self.model.stop_training = True
-                return
-            keys = ("loss", "val_loss", "val_macro_f1", f"val_{self.metric}")
-            self.tracker.log_metrics(
-                self.run,
-                {f"fold{self.fold}/{k}": float(logs[k]) for k in dict.fromkeys(keys) if k in logs},
-                step=epoch,
-            )
-            if self.status is not None:
-                self.status(self.fold, epoch)
-            if self.report_epochs:
-                value = float(logs[f"val_{self.metric}"])
-                self.trial.report(value, step=self.fold * self.epochs + epoch)
-                if self.trial.should_prune():
-                    self.pruned = True
-                    self.model.stop_training = True
-
-    return EpochReporter(**kwargs)
+    def flush(self) -> None:
+        if self.rows:
+            self.tracker.log_metric_rows(self.run, self.rows)
+            self.rows = []
+        self.last = time.monotonic()
 
 
 class Objective:
@@ -173,113 +139,185 @@ class Objective:
             self.tracker.end_trial(run, state)
             training.clear()
 
-    def _cross_validate(self, trial: Any, config: dict[str, Any], run: str | None) -> float:
-        import keras
-        import optuna
+    def trial_seed(self, trial: Any) -> int:
+        """The trial's seed: fold k's model is initialised with ``trial_seed + k``."""
+        return self.spec.seed * 7919 + trial.number * 31
 
-        from weightsearch import metrics, training
+    def _members(self, config: dict[str, Any], trial: Any) -> list[Any]:
+        """One :class:`~weightsearch.folds.Fold` per CV fold, its model built on its rows."""
+        from weightsearch import training
         from weightsearch.callbacks import MacroF1Callback
-        from weightsearch.data import model_targets
+        from weightsearch.folds import Fold
 
         d, cv = self.data, self.spec.cv
-        x, y, task, n = d.x, d.y, d.task, d.n_classes
         positive = d.positive_class if d.positive_class is not None else 1
-        oof = np.zeros((len(y), n), dtype=np.float64)
-        results: list[FoldResult] = []
-        fit_seconds = 0.0
-        status = None
-        if self.status is not None:
-
-            def status(fold: int, epoch: int) -> None:
-                self.status(trial.number, fold, epoch)
-
+        out = []
         for k, (tr, va) in enumerate(self.folds):
-            built = training.build(
+            built = training.build_member(
                 config,
-                x=x[tr],
-                y=y[tr],
-                task=task,
-                n_classes=n,
+                x=d.x[tr],
+                y=d.y[tr],
+                task=d.task,
+                n_classes=d.n_classes,
                 apply_weights=cv.apply_weights,
-                seed=self.spec.seed * 7919 + trial.number * 31 + k,
+                seed=self.trial_seed(trial) + k,
             )
-            f1 = MacroF1Callback(
-                x[va],
-                y[va],
-                task=task,
-                n_classes=n,
-                threshold=0.5,
-                positive=positive,
-                metric=self.metric,
-                batch_size=max(256, cv.batch_size),
+            scorer = MacroF1Callback(
+                d.x[va], d.y[va], task=d.task, n_classes=d.n_classes, threshold=0.5,
+                positive=positive, metric=self.metric, batch_size=max(256, cv.batch_size),
             )
-            reporter = _make_reporter(
-                trial=trial,
-                tracker=self.tracker,
-                run=run,
-                fold=k,
-                epochs=cv.epochs,
-                metric=self.metric,
-                report_epochs=self.report_epochs,
-                status=status,
+            out.append(
+                Fold(k, tr, va, built.model, built.loss, scorer, self._row_weights(built, tr))
             )
-            callbacks = [f1, reporter]  # F1 first: the others read val_<metric> from logs
-            if cv.patience:
-                callbacks.append(
-                    keras.callbacks.EarlyStopping(
-                        monitor=f"val_{self.metric}",
-                        mode="max",
-                        patience=cv.patience,
-                    )
-                )
-            start = time.perf_counter()
-            built.model.fit(
-                x[tr],
-                model_targets(y[tr], task, n),
+        return out
+
+    def _row_weights(self, built: Any, tr: np.ndarray) -> np.ndarray | None:
+        """Class weights given as sample weights, over all rows (the fold's rows set).
+
+        ``class_weight`` becomes the equal ``sample_weight`` w[y_i]: Keras takes no
+        ``class_weight`` for a model of several outputs, and the losses are identical.
+        """
+        kw, y = built.fit_kwargs, self.data.y
+        if "sample_weight" in kw:
+            sw = np.asarray(kw["sample_weight"], dtype=np.float32)
+        elif "class_weight" in kw:
+            w = np.array([kw["class_weight"][c] for c in range(self.data.n_classes)])
+            sw = w[np.asarray(y[tr], dtype=np.int64)].astype(np.float32)
+        else:
+            return None
+        rows = np.zeros((len(y),) + sw.shape[1:], dtype=np.float32)
+        rows[tr] = sw
+        return rows
+
+    def _stack(self, config: dict[str, Any], members: list[Any]) -> tuple[Any, str | None]:
+        """The folds' models as one vectorised model, or ``None`` and why they train in turn."""
+        from weightsearch import folds as F
+        from weightsearch import stacking
+
+        setting = self.spec.cv.parallel_folds
+        if setting is False:
+            return None, "cv.parallel_folds = false"
+        reason = F.stacking_blocker(config)
+        if reason is None and setting == "auto":
+            if self.report_folds:
+                reason = "the wilcoxon pruner prunes between folds, so folds train in turn"
+            else:
+                _, pad = F.batch_plan([len(m.train) for m in members], self.spec.cv.batch_size)
+                reason = F.memory_blocker([m.model for m in members], pad, self.data.x)
+        if reason is not None:
+            return None, reason
+        try:
+            stack = stacking.vectorize(
+                [m.model for m in members], [m.loss for m in members], self.data.x[:8]
+            )
+        except stacking.NotStackable as exc:
+            return None, str(exc)
+        return stack, None
+
+    def _cross_validate(self, trial: Any, config: dict[str, Any], run: str | None) -> float:
+        import optuna
+
+        from weightsearch import folds as F
+        from weightsearch import metrics, training
+        from weightsearch.data import model_targets
+        from weightsearch.runner import interrupt_requested
+
+        d, cv = self.data, self.spec.cv
+        task, n = d.task, d.n_classes
+        positive = d.positive_class if d.positive_class is not None else 1
+        members = self._members(config, trial)
+        stack, reason = self._stack(config, members)
+        parallel = stack is not None
+        trial.set_user_attr("parallel_folds", parallel)
+        if reason is not None:
+            trial.set_user_attr("parallel_folds_reason", reason)
+        log = _MetricBuffer(self.tracker, run)
+        pruned: dict[str, int] = {}
+        keys = ("loss", "val_loss", "val_macro_f1", f"val_{self.metric}")
+
+        def on_epoch(
+            epoch: int, scores: dict[int, dict[str, float]], bests: dict[int, float]
+        ) -> bool:
+            if interrupt_requested():  # a Ctrl-C that Python dropped still stops the trial
+                raise KeyboardInterrupt("interrupted")
+            for k, logs in scores.items():
+                log.add({f"fold{k}/{key}": logs[key] for key in dict.fromkeys(keys)}, epoch)
+            fold = None if parallel else next(iter(bests))
+            if self.status is not None:
+                self.status(trial.number, fold, epoch)
+            if not self.report_epochs or not scores:
+                return False
+            if fold is None:  # step = epoch: the mean over folds of each fold's best so far
+                trial.report(float(np.mean(list(bests.values()))), step=epoch)
+            else:  # one fold at a time: its own value, at a step unique across folds
+                trial.report(scores[fold][f"val_{self.metric}"], step=fold * cv.epochs + epoch)
+            if trial.should_prune():
+                pruned["epoch"] = epoch + 1
+                if fold is not None:
+                    pruned["fold"] = fold
+                return True
+            return False
+
+        def after_fold(outcome: Any) -> bool:  # the Wilcoxon pruner: one value per fold
+            if not self.report_folds:
+                return False
+            trial.report(outcome.value, step=outcome.index)
+            if trial.should_prune():
+                pruned["fold"] = outcome.index
+                return True
+            return False
+
+        start = time.perf_counter()
+        try:
+            outcomes = F.train_folds(
+                members,
+                x=d.x,
+                targets=model_targets(d.y, task, n),
                 epochs=cv.epochs,
                 batch_size=cv.batch_size,
-                verbose=0,
-                callbacks=callbacks,
-                shuffle=True,
-                **built.fit_kwargs,
+                make_optimizer=lambda: training.optimizer_of(config),
+                patience=cv.patience,
+                seed=self.trial_seed(trial),
+                stack=stack,
+                on_epoch=on_epoch,
+                after_fold=after_fold,
             )
-            fit_seconds += time.perf_counter() - start
-            if reporter.nan_epoch is not None:
-                raise TrialFailed(
-                    f"loss became NaN or inf at epoch {reporter.nan_epoch + 1} of fold {k}"
-                )
-            if reporter.pruned:
-                trial.set_user_attr("pruned_at", {"fold": k, "epoch": len(f1.history)})
-                raise optuna.TrialPruned(f"pruned at fold {k}, epoch {len(f1.history)}")
-            results.append(
-                FoldResult(
-                    float(f1.best_value), int(f1.best_epoch) + 1, len(f1.history), list(f1.history)
-                )
-            )
-            oof[va] = f1.best_proba
-            del built, f1, reporter, callbacks  # the fold's model goes before the next is built
-            if self.report_folds:
-                trial.report(results[-1].value, step=k)
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned after fold {k}")
+        except F.NonFiniteLoss as exc:
+            raise TrialFailed(str(exc)) from None
+        finally:
+            log.flush()
+        fit_seconds = time.perf_counter() - start
+        if parallel and self.report_folds and not pruned:
+            for o in outcomes:
+                trial.report(o.value, step=o.index)
+            if trial.should_prune():
+                pruned["fold"] = len(outcomes) - 1
+        if pruned:
+            trial.set_user_attr("pruned_at", pruned)
+            where = ", ".join(f"{k} {v}" for k, v in pruned.items())
+            raise optuna.TrialPruned(f"pruned at {where}")
 
-        values = np.array([r.value for r in results])
+        oof = np.zeros((len(d.y), n), dtype=np.float64)
+        for o in outcomes:
+            oof[self.folds[o.index][1]] = o.best_proba
+        values = np.array([o.value for o in outcomes])
         value = float(values.mean())
+        best_epochs = [o.best_epoch + 1 for o in outcomes]
         summary: dict[str, Any] = {
             "fold_values": values.tolist(),
             "cv_std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-            "best_epochs": [r.best_epoch for r in results],
-            "epochs_run": [r.epochs_run for r in results],
+            "best_epochs": best_epochs,
+            "epochs_run": [o.epochs_run for o in outcomes],
             "fit_seconds": fit_seconds,
             "metric": self.metric,
         }
         pred = metrics.predict_labels(oof, task, threshold=0.5, positive=positive)
-        per_class = metrics.per_class_f1(y, pred, task, n)
+        per_class = metrics.per_class_f1(d.y, pred, task, n)
         summary["per_class_f1"] = {c: float(v) for c, v in zip(d.classes, per_class, strict=True)}
         summary["oof_confusion"] = (  # pooled out-of-fold counts at threshold 0.5, for `report`
-            metrics.multilabel_confusion_matrix(y, pred)
+            metrics.multilabel_confusion_matrix(d.y, pred)
             if task == "multilabel"
-            else metrics.confusion_matrix(y, pred, n)
+            else metrics.confusion_matrix(d.y, pred, n)
         ).tolist()
         if cv.tune_threshold and task in ("binary", "multilabel"):
             summary.update(self._tune(oof, positive))
@@ -294,7 +332,7 @@ class Objective:
             logged["threshold"] = summary["threshold"]
             logged[f"cv_{m}_tuned"] = summary["cv_value_tuned"]
         self.tracker.log_metrics(run, logged)
-        self._log_best_fold(run, results, oof, positive)
+        self._log_best_fold(run, values, best_epochs, oof, positive)
         return value
 
     def _tune(self, oof: np.ndarray, positive: int) -> dict[str, Any]:
@@ -330,14 +368,19 @@ class Objective:
         }
 
     def _log_best_fold(
-        self, run: str | None, results: list[FoldResult], oof: np.ndarray, positive: int
+        self,
+        run: str | None,
+        values: np.ndarray,
+        best_epochs: list[int],
+        oof: np.ndarray,
+        positive: int,
     ) -> None:
         """Confusion matrix PNG and classification report of the best fold."""
         if run is None:
             return
         from weightsearch import report
 
-        best = int(np.argmax([r.value for r in results]))
+        best = int(np.argmax(values))
         _, va = self.folds[best]
         d = self.data
         report.log_fold_artifacts(
@@ -348,5 +391,5 @@ class Objective:
             task=d.task,
             classes=d.classes,
             positive=positive,
-            title=f"fold {best} (best), epoch {results[best].best_epoch}",
+            title=f"fold {best} (best), epoch {best_epochs[best]}",
         )

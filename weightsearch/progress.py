@@ -62,8 +62,10 @@ class StudyProgress:
         self.bar.start()
         self.task = self.bar.add_task("study", total=total, best=shown, now="")
 
-    def epoch(self, trial: int, fold: int, epoch: int) -> None:
-        now = f"trial {trial} · fold {fold + 1}/{self.folds} · epoch {epoch + 1}"
+    def epoch(self, trial: int, fold: int | None, epoch: int) -> None:
+        """Show the running trial's epoch; ``fold`` is None when all folds train together."""
+        where = f"{self.folds} folds" if fold is None else f"fold {fold + 1}/{self.folds}"
+        now = f"trial {trial} · {where} · epoch {epoch + 1}"
         self.bar.update(self.task, now=now)
 
     def trial_done(self, study: Any, trial: Any) -> None:

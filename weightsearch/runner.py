@@ -113,7 +113,9 @@ def make_pruner(spec: Spec) -> Any:
     import optuna
 
     s, cv = spec.search, spec.cv
-    steps = cv.folds * cv.epochs
+    # Folds side by side report one value per epoch (step = epoch); folds in turn report
+    # fold k's epoch e at step k * epochs + e (see weightsearch.objective).
+    steps = cv.folds * cv.epochs if cv.parallel_folds is False else cv.epochs
     warmup = min(3, cv.epochs - 1)
     if s.pruner == "none":
         return optuna.pruners.NopPruner()

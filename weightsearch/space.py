@@ -31,6 +31,11 @@ TRAIN_PARAMS: dict[str, Param] = {
         1e-3, low=0.0, high=1.0, low_open=True, log=True, doc="optimiser learning rate"
     ),
     "optimizer": Param("adam", choices=("adam", "adamw", "rmsprop", "sgd"), doc="optimiser"),
+    "global_clipnorm": Param(
+        0.0, low=0.0, high=1e6,
+        doc="clip all gradients to this global L2 norm (0 = off); it couples the fold "
+        "models, so a trial with it trains its folds one after another",
+    ),
 }
 
 DEFAULT_SCHEMES = ["none", "balanced", "sqrt", "effective_number"]

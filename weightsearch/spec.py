@@ -50,6 +50,7 @@ class CVSpec:
     metric: str = "macro_f1"
     tune_threshold: bool = True
     apply_weights: str = "loss"
+    parallel_folds: str | bool = "auto"
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,10 @@ def _check_cv(c: _Checker, raw: dict[str, Any]) -> CVSpec:
     metric = c.string("cv.metric", raw.get("metric", d.metric), METRIC_NAMES)
     tune = c.boolean("cv.tune_threshold", raw.get("tune_threshold", d.tune_threshold))
     apply = c.string("cv.apply_weights", raw.get("apply_weights", d.apply_weights), APPLICATIONS)
+    parallel = raw.get("parallel_folds", d.parallel_folds)
+    if not isinstance(parallel, bool) and parallel != "auto":
+        c.add("cv.parallel_folds", f"expected \"auto\", true or false, but got {parallel!r}.")
+        parallel = d.parallel_folds
     return CVSpec(
         folds=folds or d.folds,
         epochs=epochs or d.epochs,
@@ -246,6 +251,7 @@ def _check_cv(c: _Checker, raw: dict[str, Any]) -> CVSpec:
         metric=metric or d.metric,
         tune_threshold=d.tune_threshold if tune is None else tune,
         apply_weights=apply or d.apply_weights,
+        parallel_folds=parallel,
     )
 
 

@@ -53,6 +53,9 @@ class NullTracker:
     ) -> None:
         pass
 
+    def log_metric_rows(self, run: str | None, rows: list[tuple[str, float, int]]) -> None:
+        pass
+
     def log_params(self, run: str | None, params: dict[str, Any]) -> None:
         pass
 
@@ -144,6 +147,17 @@ class MlflowTracker(NullTracker):
 
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items() if v is not None]
+        for i in range(0, len(items), 1000):
+            self.client.log_batch(run, metrics=items[i : i + 1000])
+
+    def log_metric_rows(self, run: str | None, rows: list[tuple[str, float, int]]) -> None:
+        """``(key, value, step)`` rows in as few ``log_batch`` calls as MLflow allows."""
+        if run is None or not rows:
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, int(step)) for k, v, step in rows]
         for i in range(0, len(items), 1000):
             self.client.log_batch(run, metrics=items[i : i + 1000])
 

@@ -98,7 +98,8 @@ def clear() -> None:
     keras.backend.clear_session(free_memory=True)
 
 
-def make_optimizer(name: str, learning_rate: float) -> Any:
+def make_optimizer(name: str, learning_rate: float, global_clipnorm: float = 0.0) -> Any:
+    """A Keras optimiser; ``global_clipnorm > 0`` clips all gradients by their joint norm."""
     import keras
 
     table = {
@@ -107,7 +108,18 @@ def make_optimizer(name: str, learning_rate: float) -> Any:
         "rmsprop": keras.optimizers.RMSprop,
         "sgd": keras.optimizers.SGD,
     }
-    return table[name](learning_rate=learning_rate)
+    clip = {"global_clipnorm": float(global_clipnorm)} if global_clipnorm else {}
+    return table[name](learning_rate=learning_rate, **clip)
+
+
+def optimizer_of(config: dict[str, Any]) -> Any:
+    """The optimiser a configuration's ``train`` section describes."""
+    train = config.get("train", {})
+    return make_optimizer(
+        train.get("optimizer", "adam"),
+        train.get("learning_rate", 1e-3),
+        train.get("global_clipnorm", 0.0),
+    )
 
 
 @dataclass
@@ -156,7 +168,7 @@ def prior_of(y: np.ndarray, task: str, n_classes: int) -> np.ndarray:
     return counts / counts.sum()
 
 
-def build(
+def build_member(
     config: dict[str, Any],
     *,
     x: np.ndarray,
@@ -166,7 +178,7 @@ def build(
     apply_weights: str = "loss",
     seed: int | None = None,
 ) -> Built:
-    """Compile the model a configuration describes, adapted and weighted on ``(x, y)``.
+    """The uncompiled model and loss a configuration describes, adapted and weighted on ``(x, y)``.
 
     ``(x, y)`` is the training data (a CV training fold, or all training data): the
     ``Normalization`` layer is adapted on ``x`` and the class weights come from ``y``.
@@ -196,10 +208,26 @@ def build(
         adapt_x=x,
         seed=seed,
     )
-    train = config.get("train", {})
-    optimizer = make_optimizer(train.get("optimizer", "adam"), train.get("learning_rate", 1e-3))
-    model.compile(optimizer=optimizer, loss=loss)
+    return Built(model=model, loss=loss, fit_kwargs=fit_kwargs, weights=weights)
+
+
+def build(
+    config: dict[str, Any],
+    *,
+    x: np.ndarray,
+    y: np.ndarray,
+    task: str,
+    n_classes: int,
+    apply_weights: str = "loss",
+    seed: int | None = None,
+) -> Built:
+    """:func:`build_member`, compiled with the configuration's optimiser (for one ``fit``)."""
+    built = build_member(
+        config, x=x, y=y, task=task, n_classes=n_classes, apply_weights=apply_weights, seed=seed
+    )
+    optimizer = optimizer_of(config)
+    built.model.compile(optimizer=optimizer, loss=built.loss)
     # Slot variables created now, not inside fit's first traced step, keep that step smaller
     # (what a caller that never runs ``clear()`` retains per model: ~1.5 MB instead of ~3.7).
-    optimizer.build(model.trainable_variables)
-    return Built(model=model, loss=loss, fit_kwargs=fit_kwargs, weights=weights)
+    optimizer.build(built.model.trainable_variables)
+    return built
