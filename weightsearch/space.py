@@ -9,7 +9,10 @@ so stored studies stay resumable when a spec grows::
     train.<param>
 
 A parameter is suggested only when its parent choice is taken (``loss.focal.gamma`` only for
-``focal``). A trial's full configuration (suggested and fixed values) is a plain dict::
+``focal``). Parameters the spec leaves out keep their defaults, except that a default arch
+(no ``model.arch`` given) searches its :data:`DEFAULT_ARCH_SEARCH` parameters over all their
+choices (``model.cnn.head``: gap or flatten). A trial's full configuration (suggested and
+fixed values) is a plain dict::
 
     {"weighting": {"scheme": str, "params": {...}},
      "loss": {"name": str, "params": {...}},
@@ -41,6 +44,10 @@ TRAIN_PARAMS: dict[str, Param] = {
 DEFAULT_SCHEMES = ["none", "balanced", "sqrt", "effective_number"]
 DEFAULT_LOSSES = {"multilabel": ["crossentropy", "focal"], None: ["crossentropy", "focal"]}
 DEFAULT_ARCH = {"tabular": "mlp", "image": "cnn", "sequence": "cnn1d"}
+#: Parameters that the default arch searches over all of its choices when the spec gives
+#: no ``arch`` and leaves the parameter out: ``model.cnn.head`` and ``model.cnn1d.head`` are
+#: ``gap`` or ``flatten`` (GAP can stall a small conv body; see ``models.MODELS["cnn"]``).
+DEFAULT_ARCH_SEARCH: dict[str, tuple[str, ...]] = {"cnn": ("head",), "cnn1d": ("head",)}
 
 
 @dataclass(frozen=True)
@@ -165,6 +172,7 @@ def check_space(spec: Spec, *, task: str, data_kind: str, input_shape: tuple[int
         key = CHOICE_KEYS[section]
         table = dict(spec.space.get(section, {}))
         registry, params_of = regs[section]
+        defaulted = key not in table
         raw_names = _as_list(table.pop(key, defaults[section]))
         names: list[str] = []
         for raw in raw_names:
@@ -206,6 +214,13 @@ def check_space(spec: Spec, *, task: str, data_kind: str, input_shape: tuple[int
                 dim = _dim(f"{section}.{n}.{pname}", value, params_of(n)[pname], where, problems)
                 if dim is not None:
                     space.params[section][n][pname] = dim
+        if section == "model" and defaulted:
+            for name in names:
+                for pname in DEFAULT_ARCH_SEARCH.get(name, ()):
+                    if pname not in table:
+                        choices = params_of(name)[pname].choices
+                        dim = Dim(f"model.{name}.{pname}", "categorical", choices=choices)
+                        space.params["model"][name][pname] = dim
     train = dict(spec.space.get("train", {}))
     for pname, value in train.items():
         where = f"space.train.{pname}"
