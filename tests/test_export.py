@@ -72,6 +72,41 @@ def test_import_weightsearch_is_light_and_exposes_the_api_lazily() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
+def test_the_cli_exit_skips_teardown_but_keeps_code_output_and_exit_handlers(
+    tmp_path: Path,
+) -> None:
+    """``python -m weightsearch`` ends through ``exit_process``: no 2-3 s of module teardown
+    after TensorFlow and MLflow, but atexit handlers (queued MLflow artifacts), non-daemon
+    threads, buffered output and the exit code all behave as at a normal exit."""
+    flag = tmp_path / "atexit.txt"
+    code = (
+        "import atexit, threading, time, sys\n"
+        "from weightsearch.cli import exit_process\n"
+        f"atexit.register(lambda: open({str(flag)!r}, 'a').write('handler;'))\n"
+        f"t = threading.Thread(target=lambda: (time.sleep(0.5), "
+        f"open({str(flag)!r}, 'a').write('thread;')))\n"
+        "t.start()\n"
+        "sys.stdout.write('buffered, no newline')\n"
+        "exit_process(3)\n"
+        "print('not reached')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stdout == "buffered, no newline"
+    assert flag.read_text() == "thread;handler;"  # threads joined first, then the handlers
+
+    main_py = Path(__file__).parents[1] / "weightsearch" / "__main__.py"
+    assert "exit_process(main())" in main_py.read_text()
+    proc = subprocess.run(
+        [sys.executable, "-m", "weightsearch", "train", str(tmp_path / "missing.toml"),
+         "--out", str(tmp_path / "m")],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    assert proc.returncode == 2 and "missing.toml" in _one_error_line(proc.stderr)
+
+
 def test_config_toml_round_trip_keeps_exact_values() -> None:
     from weightsearch.export import parse_config
 
@@ -287,6 +322,13 @@ def test_trained_model_is_saved_evaluated_and_registered(pipeline) -> None:
     assert logged.source_run_id == ml["run_id"]
     artifacts = {a.path for a in client.list_artifacts(ml["run_id"], "weightsearch")}
     assert {"weightsearch/weightsearch.json", "weightsearch/train_config.toml"} <= artifacts
+    top = {a.path for a in client.list_artifacts(ml["run_id"])}
+    assert {"confusion_matrix.png", "classification_report.txt"} <= top  # the test split
+    history = client.get_metric_history(ml["run_id"], "loss")  # logged in one batch
+    assert [m.step for m in sorted(history, key=lambda m: m.step)] == list(range(meta["epochs"]))
+    assert [m.value for m in sorted(history, key=lambda m: m.step)] == pytest.approx(
+        meta["train_loss"]
+    )
 
     # the registered model has a signature and an input example, and serves the same
     # probabilities without weightsearch's custom objects
@@ -297,6 +339,13 @@ def test_trained_model_is_saved_evaluated_and_registered(pipeline) -> None:
     try:
         info = Model.load(ml["version_uri"])
         assert info.signature is not None and info.saved_input_example_info is not None
+        inputs, outputs = info.signature.inputs.inputs[0], info.signature.outputs.inputs[0]
+        assert inputs.shape == (-1, 6) and outputs.shape == (-1, 2)
+        assert str(outputs.type) == "float32"
+        requirements = Path(mlflow.pyfunc.get_model_dependencies(ml["version_uri"])).read_text()
+        import keras
+
+        assert f"keras=={keras.__version__}" in requirements.splitlines()
         served = mlflow.pyfunc.load_model(ml["version_uri"]).predict(pipeline["x"])
     finally:
         mlflow.set_tracking_uri(None)

@@ -1,3 +1,3 @@
-from weightsearch.cli import main
+from weightsearch.cli import exit_process, main
 
-raise SystemExit(main())
+exit_process(main())

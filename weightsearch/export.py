@@ -752,6 +752,7 @@ class TrainResult:
     test: dict[str, Any] | None = None
     mlflow: dict[str, Any] | None = None
     seconds: float = 0.0
+    test_proba: np.ndarray | None = None  # the model's predictions on the test split
 
 
 def _decision(cfg: TrainConfig) -> tuple[Any, int]:
@@ -763,14 +764,16 @@ def _decision(cfg: TrainConfig) -> tuple[Any, int]:
 
 def evaluate(
     model: Any, x: np.ndarray, y: np.ndarray, *, task: str, classes: list[str],
-    threshold: Any, positive: int, metric: str = "macro_f1",
+    threshold: Any, positive: int, metric: str = "macro_f1", proba: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Macro-F1, the study metric, per-class F1 and the confusion matrix on ``(x, y)``."""
+    """Macro-F1, the study metric, per-class F1 and the confusion matrix on ``(x, y)``
+    (``proba``: the model's predictions on ``x``, when already made)."""
     from weightsearch import metrics
-    from weightsearch.report import fold_confusion
+    from weightsearch.artifacts import fold_confusion
 
     n = len(classes)
-    proba = model.predict(x, batch_size=1024, verbose=0)
+    if proba is None:
+        proba = model.predict(x, batch_size=1024, verbose=0)
     pred = metrics.predict_labels(
         proba, task, threshold=0.5 if threshold is None else threshold, positive=positive
     )
@@ -919,11 +922,12 @@ def train_from_config(
     metric = cfg.source.get("metric") or "macro_f1"
     if metric == "positive_f1" and cfg.task != "binary":
         metric = "macro_f1"
-    test_scores = None
+    test_scores = test_proba = None
     if test is not None:
+        test_proba = built.model.predict(test.x, batch_size=1024, verbose=0)
         test_scores = evaluate(
             built.model, test.x, test.y, task=cfg.task, classes=cfg.classes,
-            threshold=threshold, positive=positive, metric=metric,
+            threshold=threshold, positive=positive, metric=metric, proba=test_proba,
         )
     weights = built.weights
     meta: dict[str, Any] = {
@@ -956,7 +960,10 @@ def train_from_config(
         "config": cfg.to_dict(),
         "mlflow": None,
     }
-    result = TrainResult(model=built.model, config=cfg, meta=meta, out=out_dir, test=test_scores)
+    result = TrainResult(
+        model=built.model, config=cfg, meta=meta, out=out_dir, test=test_scores,
+        test_proba=test_proba,
+    )
     _save_and_track(result, train, test, tracker=tracker, uri=uri)
     result.seconds = time.perf_counter() - start
     return result
@@ -1026,8 +1033,9 @@ def _save_and_track(result: TrainResult, train: Any, test: Any, *, tracker: Any,
             }
             name = f"train-trial{src.get('trial', 'x')}-{time.strftime('%Y%m%d-%H%M%S')}"
             run = tracking.start_train_run(tracker, name, tags, _run_params(cfg, meta))
-            for epoch, loss in enumerate(meta["train_loss"]):
-                tracker.log_metrics(run, {"loss": loss}, step=epoch)
+            tracker.log_metric_rows(  # one request, step = epoch
+                run, [("loss", v, i) for i, v in enumerate(meta["train_loss"])]
+            )
             if result.test is not None:
                 t = result.test
                 scores = {"test_macro_f1": t["macro_f1"], f"test_{t['metric']}": t["value"]}
@@ -1061,12 +1069,14 @@ def _save_and_track(result: TrainResult, train: Any, test: Any, *, tracker: Any,
             tracker.log_file(run, str(tmp / META_FILE), "weightsearch")
             tracker.log_text(run, cfg.to_toml(), "weightsearch/train_config.toml")
             if test is not None and result.test is not None:
-                from weightsearch.report import log_fold_artifacts
+                from weightsearch.artifacts import write_fold_artifacts
 
                 threshold, positive = _decision(cfg)
-                log_fold_artifacts(
+                proba = result.test_proba
+                write_fold_artifacts(
                     tracker, run, test.y,
-                    result.model.predict(test.x, batch_size=1024, verbose=0),
+                    result.model.predict(test.x, batch_size=1024, verbose=0)
+                    if proba is None else proba,
                     task=cfg.task, classes=cfg.classes, positive=positive,
                     threshold=0.5 if threshold is None else threshold,
                     title=f"held-out test set ({len(test.y)} rows)",

@@ -3,15 +3,21 @@
 One experiment per study, one parent run per study invocation, and one nested child run
 per trial, created when the trial starts. Runs are addressed by id through
 ``MlflowClient``, never through MLflow's process-global active run, so the code is safe
-with threads and several workers.
+with threads and several workers. Per-trial figures and reports are logged on one background
+thread (:func:`submit_artifact_job`), flushed by ``end_study`` and at interpreter exit.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import queue
+import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -196,6 +202,14 @@ class MlflowTracker(NullTracker):
         self.client.set_terminated(run, status=STATUS.get(state, "FAILED"))
 
     def end_study(self, state: str = "COMPLETE") -> None:
+        """Wait for the trials' queued artifacts (briefly when interrupted), then close the
+        study's parent run."""
+        left = flush_artifacts(KILLED_FLUSH_S if state == "KILLED" else None)
+        if left:
+            print(
+                f"warning: {left} artifact job(s) still queued; the exit waits for them.",
+                file=sys.stderr,
+            )
         if self.parent_run_id is not None:
             self.client.set_terminated(self.parent_run_id, status=STATUS.get(state, "FAILED"))
             self.parent_run_id = None
@@ -230,6 +244,98 @@ def make_tracker(enabled: bool, uri: str, experiment: str) -> NullTracker:
 
 def temp_dir() -> tempfile.TemporaryDirectory[str]:
     return tempfile.TemporaryDirectory(prefix="weightsearch-")
+
+
+# ---- the artifact thread (per-trial figures and reports, off the critical path) ------------
+
+#: Jobs that may wait for the artifact thread; one more ``submit`` waits for a free slot.
+QUEUE_SIZE = 4
+#: Seconds ``end_study`` waits for queued artifacts after Ctrl-C.
+KILLED_FLUSH_S = 5.0
+#: Seconds the interpreter waits at exit for queued artifacts (a Ctrl-C stops the wait).
+EXIT_FLUSH_S = 60.0
+
+_log = logging.getLogger("weightsearch")
+
+
+class _ArtifactThread:
+    """One daemon thread that runs artifact jobs in order; flushed at interpreter exit."""
+
+    def __init__(self) -> None:
+        self.jobs: queue.Queue[tuple[Callable[[], None], str]] = queue.Queue(QUEUE_SIZE)
+        self.thread: threading.Thread | None = None
+        self.failed = 0
+        self._lock = threading.Lock()
+        self._exit_hook = False
+
+    def submit(self, job: Callable[[], None], what: str) -> None:
+        with self._lock:
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(
+                    target=self._work, name="weightsearch-artifacts", daemon=True
+                )
+                self.thread.start()
+            if not self._exit_hook:
+                import atexit
+
+                atexit.register(self._at_exit)
+                self._exit_hook = True
+        self.jobs.put((job, what))
+
+    def _work(self) -> None:
+        while True:
+            job, what = self.jobs.get()
+            try:
+                job()
+            except BaseException as exc:  # noqa: BLE001 - a lost figure must not stop a study
+                self.failed += 1
+                _log.warning("could not log %s: %s", what, _first_line(exc))
+            finally:
+                self.jobs.task_done()
+
+    def flush(self, timeout: float | None) -> int:
+        if threading.current_thread() is self.thread:
+            return self.jobs.unfinished_tasks  # a job cannot wait for itself
+        deadline = None if timeout is None else time.monotonic() + timeout
+        done = self.jobs.all_tasks_done
+        with done:
+            while self.jobs.unfinished_tasks and self.thread is not None:
+                wait = 0.2 if deadline is None else min(0.2, deadline - time.monotonic())
+                if wait <= 0 or not self.thread.is_alive():
+                    break
+                done.wait(wait)  # short waits: a Ctrl-C is seen at once
+            return self.jobs.unfinished_tasks
+
+    def _at_exit(self) -> None:
+        why = f"still running after {EXIT_FLUSH_S:g} s"
+        try:
+            left = self.flush(EXIT_FLUSH_S)
+        except KeyboardInterrupt:
+            left, why = self.jobs.unfinished_tasks, "interrupted"
+        if left:
+            print(f"warning: {left} MLflow artifact job(s) not logged ({why}).", file=sys.stderr)
+
+
+_ARTIFACTS = _ArtifactThread()
+
+
+def submit_artifact_job(job: Callable[[], None], what: str) -> None:
+    """Run ``job`` (draw and log a trial's artifacts) on the process's artifact thread, in
+    submission order. Returns at once unless :data:`QUEUE_SIZE` jobs are already waiting.
+    A job that raises is logged as a warning naming ``what``; it does not stop the study."""
+    _ARTIFACTS.submit(job, what)
+
+
+def flush_artifacts(timeout: float | None = None) -> int:
+    """Wait until every artifact job submitted so far has finished, or for ``timeout``
+    seconds. Returns the number of jobs not finished (0: all done). The study's
+    ``end_study`` and the interpreter's exit call it."""
+    return _ARTIFACTS.flush(timeout)
+
+
+def artifact_failures() -> int:
+    """How many artifact jobs of this process have raised."""
+    return _ARTIFACTS.failed
 
 
 # ---- report artifacts (used by `weightsearch report`) --------------------------------------
@@ -350,6 +456,37 @@ def _pip_requirements() -> list[str]:
     return reqs
 
 
+@contextmanager
+def _no_requirement_check() -> Iterator[None]:
+    """Skip MLflow's check of the model's requirements against this environment while a
+    model is saved: it maps every installed distribution's files to modules first (1-3 s),
+    and :func:`_pip_requirements` pins the versions installed here anyway."""
+    import mlflow.utils.environment as env
+
+    name = "warn_dependency_requirement_mismatches"
+    check = getattr(env, name, None)
+    if check is None:  # another MLflow version: nothing to skip
+        yield
+        return
+    setattr(env, name, lambda requirements: None)
+    try:
+        yield
+    finally:
+        setattr(env, name, check)
+
+
+def output_example(model: Any, rows: int) -> Any:
+    """Zeros shaped and typed like ``rows`` rows of ``model``'s (single) output, for a
+    signature, without running the model."""
+    import numpy as np
+
+    out = model.outputs[0]
+    shape = tuple(out.shape)[1:]
+    if len(model.outputs) != 1 or any(d is None for d in shape):
+        raise ValueError(f"expected one output of a fixed shape, but got {model.outputs}.")
+    return np.zeros((rows, *shape), dtype=np.dtype(str(out.dtype)))
+
+
 def log_keras_model(
     tracker: NullTracker,
     run: str | None,
@@ -360,12 +497,17 @@ def log_keras_model(
     description: str | None = None,
     version_tags: dict[str, str] | None = None,
 ) -> dict[str, Any] | None:
-    """Log ``model`` with MLflow's Keras 3 flavour, with a signature inferred from
-    ``x_example`` and its predictions and ``x_example`` as the input example, on run ``run``;
-    then register it as a new version of ``registered_model_name`` (created if needed).
+    """Log ``model`` with MLflow's Keras 3 flavour, with a signature (``x_example``'s dtype
+    and shape in, the model's output dtype and shape out) and ``x_example`` as the input
+    example, on run ``run``; then register it as a new version of ``registered_model_name``
+    (created if needed).
 
     Returns ``{"model_uri", "model_id", "registered_model", "version", "version_uri"}`` or
     ``None`` when tracking is off. Works offline: nothing is looked up on a package index.
+    Nothing is predicted and the logged model is not reloaded: the requirements are the
+    Keras and TensorFlow installed here, pinned, and MLflow's requirement inference, its
+    check of them against the environment (1-3 s) and its serving-input check (a reload and
+    a predict, about 1 s) are skipped.
     """
     if run is None or not tracker.enabled:
         return None
@@ -387,20 +529,21 @@ def log_keras_model(
         # MLflow 3.17's Keras flavour writes the input example before it creates the model
         # directory (FileNotFoundError); creating it first is harmless once that is fixed.
         os.makedirs(path, exist_ok=True)
+        kwargs.pop("validate_serving_input", None)  # an option of Model.log, not of the flavour
         mlflow.keras.save_model(path=path, **kwargs)
 
     flavor = types.SimpleNamespace(__name__="mlflow.keras", save_model=save_model)
     previous_uri = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
     try:
-        signature = infer_signature(x_example, model.predict(x_example, verbose=0))
+        signature = infer_signature(x_example, output_example(model, len(x_example)))
         # The flavour API reads the global tracking URI and active run: set both for this
-        # call only. The input example is validated by a predict() whose progress bar goes
-        # to stdout, hence the redirect.
+        # call only. Keras prints progress bars to stdout, hence the redirect.
         mlflow.set_tracking_uri(uri)
         nested = mlflow.active_run() is not None
         with (
             mlflow.start_run(run_id=run, nested=nested),
             contextlib.redirect_stdout(io.StringIO()),
+            _no_requirement_check(),
         ):
             info = Model.log(
                 None,
@@ -410,6 +553,7 @@ def log_keras_model(
                 signature=signature,
                 input_example=x_example,
                 pip_requirements=_pip_requirements(),
+                validate_serving_input=False,
             )
         out: dict[str, Any] = {
             "model_uri": info.model_uri,
