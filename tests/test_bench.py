@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -48,3 +49,80 @@ def test_verdict() -> None:
     assert bench.verdict(True) == "**met**"
     assert bench.verdict(False) == "**not met**"
     assert bench.verdict(None) == "**not assessed**"
+
+
+# ---- B3: replaying the median pruner ------------------------------------------------------
+def _flat(value: float, steps: int = 4) -> dict[int, float]:
+    return dict.fromkeys(range(steps), value)
+
+
+# Trials 0-4 are the pruner's startup trials (trial 0 is as bad as trial 5 but comes first,
+# so it survives); the median of their values at every step is 0.7. Trial 5 is bad
+# throughout; trial 6 is a slow starter that ends best (0.95); trial 7 is good (0.85).
+REPLAY_TRIALS = [
+    (_flat(0.1), 0.1), (_flat(0.6), 0.6), (_flat(0.7), 0.7), (_flat(0.8), 0.8),
+    (_flat(0.9), 0.9), (_flat(0.1), 0.1), ({0: 0.0, 1: 0.0, 2: 0.0, 3: 0.95}, 0.95),
+    (_flat(0.85), 0.85),
+]
+
+
+def test_replay_median_pruner_known_answer() -> None:
+    out = {r["warmup"]: r for r in bench.replay_median_pruner(REPLAY_TRIALS, (0, 1, 2, 3, 5))}
+    # w = 0..2: trials 5 and 6 are stopped at step w (w + 1 of 4 steps run each)
+    for w in (0, 1, 2):
+        r = out[w]
+        assert r["killed"] == 2
+        assert r["steps_run"] == 6 * 4 + 2 * (w + 1)
+        assert r["saved"] == pytest.approx(2 * (3 - w) / 32)
+        assert r["killed_top"] == 1  # the slow starter, the best trial of all
+        assert r["best_kept"] == pytest.approx(0.9)
+        assert r["best_lost"] == pytest.approx(0.05)
+    # w = 3: the first check is at the last step: trial 5 is still killed (saving nothing),
+    # the slow starter's 0.95 there beats the median
+    assert (out[3]["killed"], out[3]["saved"], out[3]["killed_top"]) == (1, 0.0, 0)
+    assert out[3]["best_lost"] == pytest.approx(0.0)
+    # w beyond the last step: nothing is pruned
+    assert (out[5]["killed"], out[5]["steps_run"], out[5]["best_lost"]) == (0, 32, 0.0)
+
+
+def test_replay_needs_completed_startup_trials() -> None:
+    # with 8 startup trials the pruner never acts on 8 trials
+    out = bench.replay_median_pruner(REPLAY_TRIALS, (0,), n_startup_trials=8)
+    assert out[0]["killed"] == 0 and out[0]["saved"] == 0.0
+    # order matters: with the good trial 7 among the startup trials instead of the bad
+    # trial 0, which now comes last, trial 0 is killed too (median of 0.6-0.9 and 0.85)
+    t = REPLAY_TRIALS
+    moved = [t[1], t[2], t[3], t[4], t[7], t[5], t[6], t[0]]
+    out = bench.replay_median_pruner(moved, (0,), n_startup_trials=5)
+    assert out[0]["killed"] == 3
+    assert out[0]["steps_run"] == 5 * 4 + 3
+
+
+# ---- B8: FLOP formula, B3/B4/B9: counting epochs -----------------------------------------
+def test_mlp_kernel_params_and_flops() -> None:
+    # 12 → 64 → 64 → 5: 12·64 + 64·64 + 64·5
+    assert bench.mlp_kernel_params(12, 64, 2, 5) == 768 + 4096 + 320
+    assert bench.mlp_kernel_params(12, 64, 1, 5) == 768 + 320
+    assert bench.train_flops(5184, 48_000, 8) == 6 * 5184 * 48_000 * 8
+
+
+def _trial(steps: int, **attrs: object) -> SimpleNamespace:
+    return SimpleNamespace(intermediate_values=dict.fromkeys(range(steps), 0.5),
+                           user_attrs=dict(attrs))
+
+
+def test_trial_epochs() -> None:
+    assert bench.trial_epochs(_trial(0, epochs_run=[3, 4, 5]), folds=3) == 12
+    assert bench.trial_epochs(_trial(7), folds=3) == 7  # pruned, folds one after another
+    assert bench.trial_epochs(_trial(7, parallel_folds=True), folds=3) == 21  # side by side
+    assert bench.trial_epochs(_trial(7, parallel_folds=False), folds=3) == 7
+    assert bench.trial_epochs(_trial(7, parallel_folds=True)) == 7  # folds unknown
+
+
+def test_sub_env_puts_the_tree_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    env = bench.sub_env(Path("/some/tree"), EXTRA="1")
+    assert env["PYTHONPATH"].split(":") == ["/some/tree", "/elsewhere"]
+    assert env["EXTRA"] == "1"
+    monkeypatch.delenv("PYTHONPATH")
+    assert bench.sub_env()["PYTHONPATH"] == str(bench.ROOT)
