@@ -1,11 +1,11 @@
-"""Benchmarks B1-B9, measured side by side in one run, and written to BENCHMARKS.md.
+"""Benchmarks B1-B8 and B10, measured side by side in one run, and written to BENCHMARKS.md.
 
     .venv/bin/python scripts/bench.py --quick     # ~15 minutes on 2 cores
     .venv/bin/python scripts/bench.py             # the full run (much longer)
 
 Every figure is a function ``bench_bN(quick) -> dict``; a figure that fails is reported as
 failed (with its error) and the others still run. Temporary files (SQLite, journal, MLflow
-stores, B9's worktree of the base revision) live in one temporary directory, deleted at the
+stores, B10's worktree of the base revision) live in one temporary directory, deleted at the
 end; PostgreSQL databases created for B6 are dropped. BENCHMARKS.md (and
 docs/bench-b4-curve.png) are written atomically at the end. ``--only B1,B3`` runs a subset;
 ``--out`` writes elsewhere than BENCHMARKS.md. Subprocesses get ``PYTHONPATH`` = this
@@ -38,7 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 PG = os.environ.get("WEIGHTSEARCH_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
 TMP: Path = Path(tempfile.gettempdir())  # replaced by main() with a fresh directory
-BASE_REV = "6895aa0"  # B9: the revision before fold-parallel training
+BASE_REV = "6895aa0"  # B10: the revision before fold-parallel training
 
 
 # ---------------------------------------------------------------------------------------
@@ -1305,9 +1305,9 @@ def bench_b8(quick: bool) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------
-# B9: the shipped studies, base revision vs this tree
+# B10: the shipped studies, base revision vs this tree
 # ---------------------------------------------------------------------------------------
-B9_STUDIES = ("digits_lt_cnn", "fraud_like")
+B10_STUDIES = ("digits_lt_cnn", "fraud_like")
 
 
 def _git(*args: str) -> str:
@@ -1316,7 +1316,7 @@ def _git(*args: str) -> str:
     return out.stdout.strip()
 
 
-def b9_run(tree: Path, name: str, n_trials: int, run: str) -> dict[str, Any]:
+def b10_run(tree: Path, name: str, n_trials: int, run: str) -> dict[str, Any]:
     """``weightsearch study`` of ``tree``'s studies/<name>.toml in a subprocess (cwd a temp
     dir, PYTHONPATH = tree), storage and tracking in temp SQLite files."""
     import tomllib
@@ -1360,9 +1360,9 @@ def b9_run(tree: Path, name: str, n_trials: int, run: str) -> dict[str, Any]:
     }
 
 
-def bench_b9(quick: bool) -> dict[str, Any]:
+def bench_b10(quick: bool) -> dict[str, Any]:
     n_trials = 3 if quick else 10
-    base = TMP / "b9-base"
+    base = TMP / "b10-base"
     head = _git("rev-parse", "--short", "HEAD")
     # the package is what is compared; this script's own edits do not count
     dirty = bool(_git("status", "--porcelain", "--", "weightsearch"))
@@ -1370,18 +1370,18 @@ def bench_b9(quick: bool) -> dict[str, Any]:
     _git("worktree", "add", "--detach", str(base), BASE_REV)
     res: dict[tuple[str, str], dict[str, Any]] = {}
     try:
-        for i, name in enumerate(B9_STUDIES):
+        for i, name in enumerate(B10_STUDIES):
             trees = [(f"base {BASE_REV}", base), ("this tree", ROOT)]
             for label, tree in trees[::-1] if i % 2 else trees:  # alternate who goes first
-                log(f"  B9 {name}: {label}")
-                res[(name, label)] = b9_run(tree, name, n_trials, f"b9-{name}-{tree.name}")
+                log(f"  B10 {name}: {label}")
+                res[(name, label)] = b10_run(tree, name, n_trials, f"b10-{name}-{tree.name}")
     finally:
         try:
             _git("worktree", "remove", "--force", str(base))
         except subprocess.CalledProcessError as exc:  # cleanup must not hide the result
             log(f"  could not remove the worktree {base}: {exc.stderr}")
     rows, speed_rows, speedups = [], [], []
-    for name in B9_STUDIES:
+    for name in B10_STUDIES:
         for label in (f"base {BASE_REV}", "this tree"):
             r = res[(name, label)]
             rows.append([name, label, f"{r['complete']}/{r['pruned']}", r["epochs"], r["span"],
@@ -1399,7 +1399,7 @@ def bench_b9(quick: bool) -> dict[str, Any]:
     return {
         "met": None,
         "summary": "this tree vs " + BASE_REV + ": " + ", ".join(
-            f"{n} {s:.2f}×" for n, s in zip(B9_STUDIES, speedups, strict=True))
+            f"{n} {s:.2f}×" for n, s in zip(B10_STUDIES, speedups, strict=True))
         + " faster (trials' span)",
         "setup": (f"`weightsearch study studies/<name>.toml --n-trials {n_trials}` with "
                   "`--storage` and `--tracking-uri` set to fresh SQLite files (tracking on, "
@@ -1436,8 +1436,8 @@ FIGURES: dict[str, tuple[str, str, Callable[[bool], dict[str, Any]]]] = {
     "B7": ("Outcome on the shipped datasets", "beat both baselines on most datasets", bench_b7),
     "B8": ("Trial throughput", "a 5-fold trial ≥ 3× faster than the hand-written Keras loop",
            bench_b8),
-    "B9": (f"Shipped studies: base revision {BASE_REV} vs this tree",
-           "none (speed-up and best values reported)", bench_b9),
+    "B10": (f"Shipped studies: base revision {BASE_REV} vs this tree",
+           "none (speed-up and best values reported)", bench_b10),
 }
 
 NOTES = {
@@ -1496,7 +1496,7 @@ NOTES = {
            "the matmul peak. Training the K folds side by side in one model and one fit "
            "pays those fixed costs once for all folds. Trial time also holds MLflow logging "
            "to SQLite and the per-trial artifacts, which the hand-written loop does not do."),
-    "B9": ("Few trials (quick: 3, all within TPE's 5 seeded startup trials, so both "
+    "B10": ("Few trials (quick: 3, all within TPE's 5 seeded startup trials, so both "
            "revisions train the same configurations and nothing is pruned) and one run each "
            "on a shared machine: a ratio within ~10% of 1 is noise. The full run's 10 "
            "trials let the median pruner act, and the two revisions may then prune "

@@ -98,7 +98,7 @@ def test_replay_needs_completed_startup_trials() -> None:
     assert out[0]["steps_run"] == 5 * 4 + 3
 
 
-# ---- B8: FLOP formula, B3/B4/B9: counting epochs -----------------------------------------
+# ---- B8: FLOP formula, B3/B4/B10: counting epochs -----------------------------------------
 def test_mlp_kernel_params_and_flops() -> None:
     # 12 → 64 → 64 → 5: 12·64 + 64·64 + 64·5
     assert bench.mlp_kernel_params(12, 64, 2, 5) == 768 + 4096 + 320
