@@ -192,7 +192,10 @@ def test_global_clipnorm_couples_the_folds() -> None:
 # --------------------------------------------------------------------------- the objective
 
 
-def _objective_trial(monkeypatch, cv: dict, train: dict | None = None, pruner: str = "median"):
+def _objective_trial(
+    monkeypatch, cv: dict, train: dict | None = None, pruner: str = "median",
+    data: dict | None = None, loss: str = "crossentropy",
+):
     """One in-memory trial of a tiny study; returns (trial, the fold outcomes it trained)."""
     import optuna
 
@@ -202,22 +205,25 @@ def _objective_trial(monkeypatch, cv: dict, train: dict | None = None, pruner: s
 
     raw = {
         "name": "folds",
-        "data": {"source": "builtin:synthetic", "test_size": 0.0,
-                 "options": {"n_samples": 90, "n_features": 4, "weights": [0.7, 0.3]}},
+        "data": data or {"source": "builtin:synthetic", "test_size": 0.0,
+                         "options": {"n_samples": 90, "n_features": 4, "weights": [0.7, 0.3]}},
         "cv": {"folds": 3, "epochs": 3, "batch_size": 16, "patience": 0, **cv},
         "search": {"pruner": pruner, "n_startup_trials": 100},
-        "space": {"weighting": {"scheme": "balanced"}, "loss": {"name": "crossentropy"},
-                  "model": {"arch": "mlp", "depth": 1, "width": 8}, "train": train or {}},
+        "space": {"weighting": {"scheme": "balanced"}, "loss": {"name": loss},
+                  "model": {"arch": "mlp", "depth": 1, "width": 8, "dropout": 0.0},
+                  "train": train or {}},
     }
     s = spec.parse(raw)
     prepared = runner.prepare(s)
     seen: list = []
-    real = F.train_folds
+    real = getattr(F.train_folds, "real", F.train_folds)  # not an earlier call's spy
 
     def spy(*args, **kwargs):
-        seen.extend(real(*args, **kwargs))
-        return seen
+        out = real(*args, **kwargs)
+        seen.extend(out)
+        return out
 
+    spy.real = real
     monkeypatch.setattr(F, "train_folds", spy)
     study = optuna.create_study(direction="maximize", pruner=runner.make_pruner(s))
     study.optimize(Objective(s, prepared.train, prepared.space, NullTracker()), n_trials=1)
@@ -249,3 +255,18 @@ def test_a_coupling_setting_trains_in_turn_even_when_asked_for_side_by_side(monk
                                 train={"global_clipnorm": 1.0})
     assert trial.state.name == "COMPLETE" and trial.user_attrs["parallel_folds"] is False
     assert "global_clipnorm" in trial.user_attrs["parallel_folds_reason"]
+
+
+@pytest.mark.parametrize(("apply", "loss"), [("loss", "weighted_bce"), ("sample_weight", "focal")])
+def test_multilabel_folds_side_by_side_match_folds_in_turn(monkeypatch, apply, loss) -> None:
+    """Multi-hot targets: elementwise (N, L) losses and per-label weights, stacked or not.
+
+    (Dropout 0: with dropout the two forms draw different masks, see weightsearch.stacking.)
+    """
+    data = {"source": "builtin:synthetic-multilabel", "test_size": 0.0,
+            "options": {"n_samples": 120, "rates": [0.4, 0.2, 0.1]}}
+    par, _ = _objective_trial(monkeypatch, {"apply_weights": apply}, data=data, loss=loss)
+    seq, _ = _objective_trial(monkeypatch, {"apply_weights": apply, "parallel_folds": False},
+                              data=data, loss=loss)
+    assert par.user_attrs["parallel_folds"] is True and seq.user_attrs["parallel_folds"] is False
+    assert par.user_attrs["fold_values"] == pytest.approx(seq.user_attrs["fold_values"], abs=1e-6)

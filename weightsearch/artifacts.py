@@ -192,19 +192,10 @@ def write_fold_artifacts(
 
 
 def log_fold_artifacts(
-    tracker: Any,
-    run: str | None,
-    y_true: np.ndarray,
-    proba: np.ndarray,
-    *,
-    task: str,
-    classes: list[str],
-    positive: int,
-    title: str,
-    threshold: float = 0.5,
+    tracker: Any, run: str | None, y_true: np.ndarray, proba: np.ndarray, **kwargs: Any
 ) -> None:
-    """Log a fold's confusion-matrix PNG and classification report to a tracker run, on the
-    artifact thread: this returns at once (unless that thread is several jobs behind).
+    """:func:`write_fold_artifacts` (same arguments) on the artifact thread: this returns at
+    once (unless that thread is several jobs behind).
 
     :func:`weightsearch.tracking.flush_artifacts` waits for them; the tracker's
     ``end_study`` and the interpreter's exit do so too.
@@ -213,12 +204,10 @@ def log_fold_artifacts(
         return
     from weightsearch.tracking import submit_artifact_job
 
-    y, p, names = np.array(y_true, copy=True), np.array(proba, copy=True), list(classes)
+    y, p = np.array(y_true, copy=True), np.array(proba, copy=True)
+    kw = {**kwargs, "classes": list(kwargs["classes"])}
 
     def job() -> None:
-        write_fold_artifacts(
-            tracker, run, y, p, task=task, classes=names, positive=positive, title=title,
-            threshold=threshold,
-        )
+        write_fold_artifacts(tracker, run, y, p, **kw)
 
     submit_artifact_job(job, f"the fold artifacts of MLflow run {run}")

@@ -156,7 +156,9 @@ def _plan(
     )
 
 
-def _dataset(folds: list[Fold], index: np.ndarray, scale: np.ndarray) -> Any:
+def _dataset(
+    folds: list[Fold], targets: np.ndarray, index: np.ndarray, scale: np.ndarray
+) -> Any:
     """A ``tf.data`` pipeline of ``(rows, rows, w)`` steps: row indices ``(K, P)`` into the
     stack's bound data (for its inputs and its targets) and sample weights ``(K, P[, L])``."""
     import tensorflow as tf
@@ -169,12 +171,14 @@ def _dataset(folds: list[Fold], index: np.ndarray, scale: np.ndarray) -> Any:
             np.stack([ones if f.row_weights is None else f.row_weights for f in folds]),
             dtype=tf.float32,
         )
+    # multi-label losses are elementwise (P, L): their weights are too
+    labels = targets.shape[1] if folds[0].scorer.task == "multilabel" else None
 
     def fetch(i: Any, s: Any) -> Any:
-        if rw is None:
-            return i, i, s
-        w = tf.gather(rw, i, batch_dims=1)  # (K, P) or (K, P, L)
-        return i, i, (s[..., None] if w.shape.rank == 3 else s) * w
+        w = s if labels is None else tf.repeat(s[..., None], labels, axis=-1)
+        if rw is not None:
+            w = w * tf.gather(rw, i, batch_dims=1)  # (K, P) or (K, P, L)
+        return i, i, w
 
     data = tf.data.Dataset.from_tensor_slices((index, scale))
     return data.map(fetch).prefetch(2)
@@ -307,7 +311,7 @@ def _fit(
     index, scale = _plan(group, epochs, steps, pad, seed)
     monitor = _Monitor(group, x, patience, on_epoch)
     stack.fit(
-        _dataset(group, index, scale),
+        _dataset(group, targets, index, scale),
         epochs=epochs,
         steps_per_epoch=steps,
         shuffle=False,  # the plan is already shuffled, per fold and epoch

@@ -378,12 +378,12 @@ class Objective:
         """Confusion matrix PNG and classification report of the best fold."""
         if run is None:
             return
-        from weightsearch import report
+        from weightsearch import artifacts
 
         best = int(np.argmax(values))
         _, va = self.folds[best]
         d = self.data
-        report.log_fold_artifacts(
+        artifacts.log_fold_artifacts(
             self.tracker,
             run,
             d.y[va],

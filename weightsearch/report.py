@@ -1,8 +1,7 @@
 """Tables, statistics and plots of studies and trials.
 
-The per-trial artifacts (used by the objective) are made by :mod:`weightsearch.artifacts`
-and re-exported here (``log_fold_artifacts``, ``fold_confusion``, ``classification_text``).
-The rest is the ``report`` command: a leaderboard, a comparison of every weighting scheme and
+The per-trial artifacts (used by the objective) live in :mod:`weightsearch.artifacts`.
+This is the ``report`` command: a leaderboard, a comparison of every weighting scheme and
 loss with the unweighted baseline (paired tests over the CV folds), per-class F1, PNG plots,
 a one-page ``report.html``, all logged to the study's MLflow parent run.
 """
@@ -19,11 +18,7 @@ from typing import Any
 
 import numpy as np
 
-# re-exported: the objective calls report.log_fold_artifacts
-from weightsearch.artifacts import classification_text as classification_text
 from weightsearch.artifacts import confusion_figure
-from weightsearch.artifacts import fold_confusion as fold_confusion
-from weightsearch.artifacts import log_fold_artifacts as log_fold_artifacts
 
 
 def _pyplot() -> Any:

@@ -211,20 +211,9 @@ def build_member(
     return Built(model=model, loss=loss, fit_kwargs=fit_kwargs, weights=weights)
 
 
-def build(
-    config: dict[str, Any],
-    *,
-    x: np.ndarray,
-    y: np.ndarray,
-    task: str,
-    n_classes: int,
-    apply_weights: str = "loss",
-    seed: int | None = None,
-) -> Built:
-    """:func:`build_member`, compiled with the configuration's optimiser (for one ``fit``)."""
-    built = build_member(
-        config, x=x, y=y, task=task, n_classes=n_classes, apply_weights=apply_weights, seed=seed
-    )
+def build(config: dict[str, Any], **kwargs: Any) -> Built:
+    """:func:`build_member` (same arguments), compiled with the configuration's optimiser."""
+    built = build_member(config, **kwargs)
     optimizer = optimizer_of(config)
     built.model.compile(optimizer=optimizer, loss=built.loss)
     # Slot variables created now, not inside fit's first traced step, keep that step smaller
