@@ -116,7 +116,10 @@ def make_pruner(spec: Spec) -> Any:
     # Folds side by side report one value per epoch (step = epoch); folds in turn report
     # fold k's epoch e at step k * epochs + e (see weightsearch.objective).
     steps = cv.folds * cv.epochs if cv.parallel_folds is False else cv.epochs
-    warmup = min(3, cv.epochs - 1)
+    # Warm-up: a trial is never judged on its first epoch alone. Replays of the median pruner
+    # over unpruned studies (BENCHMARKS.md, B3) killed no top-3 trial at any warm-up from 0
+    # to 8 steps; the warm-up only decides how early a doomed trial stops.
+    warmup = min(1, cv.epochs - 1)
     if s.pruner == "none":
         return optuna.pruners.NopPruner()
     if s.pruner == "median":
