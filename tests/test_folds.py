@@ -270,3 +270,26 @@ def test_multilabel_folds_side_by_side_match_folds_in_turn(monkeypatch, apply, l
                               data=data, loss=loss)
     assert par.user_attrs["parallel_folds"] is True and seq.user_attrs["parallel_folds"] is False
     assert par.user_attrs["fold_values"] == pytest.approx(seq.user_attrs["fold_values"], abs=1e-6)
+
+
+def test_a_non_finite_fold_loss_fails_naming_the_fold_and_epoch() -> None:
+    """One fold's loss turns NaN: training stops with NonFiniteLoss naming that fold."""
+    import keras
+    from keras import ops
+
+    from weightsearch import training
+    from weightsearch.data import model_targets
+
+    class NanLoss(keras.losses.Loss):
+        def call(self, y_true, y_pred):
+            return ops.sum(y_true * y_pred, axis=-1) * float("nan")
+
+    x, y = _data()
+    folds = _folds(x, y, CONFIG)
+    folds[1].loss = NanLoss()
+    stack = stacking.vectorize([f.model for f in folds], [f.loss for f in folds], x[:8])
+    with pytest.raises(F.NonFiniteLoss, match="at epoch 1 of fold 1"):
+        F.train_folds(
+            folds, x=x, targets=model_targets(y, "multiclass", 3), epochs=2, batch_size=16,
+            make_optimizer=lambda: training.optimizer_of(CONFIG), stack=stack,
+        )
