@@ -194,7 +194,7 @@ def test_global_clipnorm_couples_the_folds() -> None:
 
 def _objective_trial(
     monkeypatch, cv: dict, train: dict | None = None, pruner: str = "median",
-    data: dict | None = None, loss: str = "crossentropy",
+    data: dict | None = None, loss: str = "crossentropy", prune: object = None,
 ):
     """One in-memory trial of a tiny study; returns (trial, the fold outcomes it trained)."""
     import optuna
@@ -225,7 +225,7 @@ def _objective_trial(
 
     spy.real = real
     monkeypatch.setattr(F, "train_folds", spy)
-    study = optuna.create_study(direction="maximize", pruner=runner.make_pruner(s))
+    study = optuna.create_study(direction="maximize", pruner=prune or runner.make_pruner(s))
     study.optimize(Objective(s, prepared.train, prepared.space, NullTracker()), n_trials=1)
     return study.trials[0], seen
 
@@ -251,10 +251,26 @@ def test_folds_in_turn_report_per_fold_steps_and_say_why(monkeypatch) -> None:
 
 
 def test_a_coupling_setting_trains_in_turn_even_when_asked_for_side_by_side(monkeypatch) -> None:
-    trial, _ = _objective_trial(monkeypatch, {"parallel_folds": True},
-                                train={"global_clipnorm": 1.0})
+    trial, outcomes = _objective_trial(monkeypatch, {"parallel_folds": True},
+                                       train={"global_clipnorm": 1.0})
     assert trial.state.name == "COMPLETE" and trial.user_attrs["parallel_folds"] is False
     assert "global_clipnorm" in trial.user_attrs["parallel_folds_reason"]
+    # in a side-by-side study its steps mean what the other trials' mean: epoch, mean of bests
+    expected = {
+        e: float(np.mean([max(h["val_macro_f1"] for h in o.history[: e + 1]) for o in outcomes]))
+        for e in range(3)
+    }
+    assert trial.intermediate_values == pytest.approx(expected, abs=1e-12)
+
+
+def test_a_pruned_trial_with_folds_in_turn_trains_no_further_fold(monkeypatch) -> None:
+    import optuna
+
+    always = optuna.pruners.ThresholdPruner(lower=1.1)  # F1 never reaches 1.1
+    trial, outcomes = _objective_trial(monkeypatch, {"parallel_folds": False}, prune=always)
+    assert trial.state.name == "PRUNED"
+    assert trial.user_attrs["pruned_at"] == {"epoch": 1, "fold": 0}
+    assert [o.index for o in outcomes] == [0] and outcomes[0].epochs_run == 1
 
 
 @pytest.mark.parametrize(("apply", "loss"), [("loss", "weighted_bce"), ("sample_weight", "focal")])

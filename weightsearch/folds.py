@@ -198,11 +198,15 @@ def stacking_blocker(config: dict[str, Any]) -> str | None:
     return None
 
 
-def memory_blocker(models: list[Any], pad: int, x: np.ndarray) -> str | None:
+def memory_blocker(
+    models: list[Any], pad: int, x: np.ndarray, plan_rows: int = 0
+) -> str | None:
     """``None`` if a stacked fit of ``models`` fits in memory, else why not.
 
     Estimate: 16 bytes per weight (value, gradient, two optimiser slots) plus 12 bytes per
-    activation value for P rows (forward, gradient, workspace), plus a copy of the data.
+    activation value for P rows (forward, gradient, workspace), plus a copy of the data and
+    16 bytes per entry of the batch plan (``plan_rows`` = E·S·K·P: index and scale, copied
+    once into ``tf.data``).
     """
     import psutil
 
@@ -214,7 +218,7 @@ def memory_blocker(models: list[Any], pad: int, x: np.ndarray) -> str | None:
             shape = getattr(out, "shape", None)
             if shape is not None:
                 acts += int(np.prod([d for d in shape[1:] if d is not None]))
-    need = 16 * weights + 12 * pad * acts + 2 * x.nbytes
+    need = 16 * weights + 12 * pad * acts + 2 * x.nbytes + 16 * plan_rows
     have = psutil.virtual_memory().available
     if need > MEMORY_SHARE * have:
         return (

@@ -12,9 +12,12 @@ cannot apply; the trial's ``parallel_folds`` user attribute says which, and
 
 Pruning: side by side, epoch ``e`` is reported at step ``e`` with the mean over folds of
 each fold's best value so far (a stopped fold counts with its final best), which at the last
-epoch is the trial value. One fold at a time, fold ``k``'s epoch ``e`` is reported at step
-``k * epochs + e`` (Optuna keeps only the first value per step). With the Wilcoxon pruner
-each fold's best score is reported at step ``k``, as that pruner expects.
+epoch is the trial value. With ``cv.parallel_folds = false``, fold ``k``'s epoch ``e`` is
+reported at step ``k * epochs + e`` (Optuna keeps only the first value per step). A trial of
+a side-by-side study that falls back to folds in turn reports the same mean-of-bests curve as
+the others, after its last fold, so every trial's steps mean the same; it cannot be pruned
+mid-way. With the Wilcoxon pruner each fold's best score is reported at step ``k``, as that
+pruner expects.
 """
 
 from __future__ import annotations
@@ -49,6 +52,15 @@ def flatten(config: dict[str, Any]) -> dict[str, Any]:
             else:
                 out[f"{section}.{key}"] = value
     return out
+
+
+def _mean_best_curve(outcomes: list[Any], metric: str) -> list[float]:
+    """Per epoch, the mean over folds of each fold's best value so far (a fold that stopped
+    counts with its final best): what side-by-side folds report at step = epoch."""
+    runs = [[h[f"val_{metric}"] for h in o.history] for o in outcomes]
+    n = max(len(r) for r in runs)
+    best = [np.maximum.accumulate(r + [r[-1]] * (n - len(r))) for r in runs]
+    return [float(np.mean([b[e] for b in best])) for e in range(n)]
 
 
 class _MetricBuffer:
@@ -93,6 +105,9 @@ class Objective:
         self.metric = spec.cv.metric
         self.report_epochs = spec.search.pruner not in ("none", "wilcoxon")
         self.report_folds = spec.search.pruner == "wilcoxon"
+        # The study's step numbering, the same for all its trials: step = epoch unless folds
+        # never train side by side (see the module docstring).
+        self.epoch_steps = spec.cv.parallel_folds is not False
         from weightsearch.data import kfold
 
         self.folds = kfold(data.y, data.task, spec.cv.folds, spec.seed)
@@ -137,7 +152,7 @@ class Objective:
             raise
         finally:
             self.tracker.end_trial(run, state)
-            training.clear()
+            training.clear(freeze=state == "COMPLETE")
 
     def trial_seed(self, trial: Any) -> int:
         """The trial's seed: fold k's model is initialised with ``trial_seed + k``."""
@@ -202,8 +217,12 @@ class Objective:
             if self.report_folds:
                 reason = "the wilcoxon pruner prunes between folds, so folds train in turn"
             else:
-                _, pad = F.batch_plan([len(m.train) for m in members], self.spec.cv.batch_size)
-                reason = F.memory_blocker([m.model for m in members], pad, self.data.x)
+                cv = self.spec.cv
+                steps, pad = F.batch_plan([len(m.train) for m in members], cv.batch_size)
+                reason = F.memory_blocker(
+                    [m.model for m in members], pad, self.data.x,
+                    plan_rows=cv.epochs * steps * len(members) * pad,
+                )
         if reason is not None:
             return None, reason
         try:
@@ -249,6 +268,10 @@ class Objective:
                 return False
             if fold is None:  # step = epoch: the mean over folds of each fold's best so far
                 trial.report(float(np.mean(list(bests.values()))), step=epoch)
+                if epoch == cv.epochs - 1:  # the trial's value: finished, nothing to save
+                    return False
+            elif self.epoch_steps:  # in turn, in a study of step = epoch: reported at the end
+                return False
             else:  # one fold at a time: its own value, at a step unique across folds
                 trial.report(scores[fold][f"val_{self.metric}"], step=fold * cv.epochs + epoch)
             if trial.should_prune():
@@ -259,6 +282,8 @@ class Objective:
             return False
 
         def after_fold(outcome: Any) -> bool:  # the Wilcoxon pruner: one value per fold
+            if pruned:  # pruned during this fold: no later fold trains
+                return True
             if not self.report_folds:
                 return False
             trial.report(outcome.value, step=outcome.index)
@@ -287,6 +312,10 @@ class Objective:
         finally:
             log.flush()
         fit_seconds = time.perf_counter() - start
+        if not parallel and self.epoch_steps and self.report_epochs and not pruned:
+            # comparable with the study's stacked trials: the same curve, reported afterwards
+            for epoch, value in enumerate(_mean_best_curve(outcomes, self.metric)):
+                trial.report(value, step=epoch)
         if parallel and self.report_folds and not pruned:
             for o in outcomes:
                 trial.report(o.value, step=o.index)

@@ -254,6 +254,10 @@ def _step_for(layer: Any) -> type[_Step]:
     kl = keras.layers
     if not layer.weights:
         return _Weightless
+    others = ("bias_regularizer", "activity_regularizer", "beta_regularizer",
+              "gamma_regularizer")
+    if any(getattr(layer, name, None) is not None for name in others):
+        raise NotStackable(f"layer {layer.name!r} has a regulariser other than its kernel's")
     if isinstance(layer, kl.Normalization) and not layer.invert and layer.axis == (-1,):
         return _Normalization
     if type(layer) is kl.Dense and not layer.lora_enabled:

@@ -91,15 +91,16 @@ def _release_train_step_gradients() -> int:
 _FROZEN = False
 
 
-def clear() -> None:
+def clear(freeze: bool = False) -> None:
     """Free a trial's models: drop their train steps' custom gradients
     (``_release_train_step_gradients``), ``keras.backend.clear_session()``, then
     ``gc.collect()``.
 
     A full collection scans every object, ~0.5 s once TensorFlow, Keras and MLflow are loaded.
-    After the first one, the survivors (modules, caches: objects that live as long as the
-    process) are moved to the permanent generation with ``gc.freeze()``, so later collections
-    scan only what trials create since.
+    After the first one with ``freeze`` (a trial that completed, so no traceback still holds
+    its models), the survivors (modules, caches: objects that live as long as the process)
+    are moved to the permanent generation with ``gc.freeze()``, so later collections scan only
+    what trials create since.
     """
     import gc
 
@@ -109,7 +110,7 @@ def clear() -> None:
     _release_train_step_gradients()
     keras.backend.clear_session(free_memory=False)
     gc.collect()
-    if not _FROZEN:
+    if freeze and not _FROZEN:
         gc.freeze()
         _FROZEN = True
 
