@@ -173,7 +173,7 @@ def fast_cv(monkeypatch):
         return value
 
     monkeypatch.setattr(objective.Objective, "_cross_validate", cross_validate)
-    monkeypatch.setattr(training, "clear", lambda: None)  # gc.collect with TF loaded is slow
+    monkeypatch.setattr(training, "clear", lambda freeze=False: None)  # no gc.collect: fast
     return calls
 
 
