@@ -169,24 +169,13 @@ def fold_artifacts(
 
 
 def write_fold_artifacts(
-    tracker: Any,
-    run: str | None,
-    y_true: np.ndarray,
-    proba: np.ndarray,
-    *,
-    task: str,
-    classes: list[str],
-    positive: int,
-    title: str,
-    threshold: float = 0.5,
+    tracker: Any, run: str | None, y_true: np.ndarray, proba: np.ndarray, **kwargs: Any
 ) -> None:
-    """Draw and log a fold's confusion-matrix PNG and classification report, now."""
+    """Draw and log a fold's confusion-matrix PNG and classification report, now
+    (``kwargs`` as for :func:`fold_artifacts`)."""
     if run is None or not getattr(tracker, "enabled", True):
         return
-    fig, text = fold_artifacts(
-        y_true, proba, task=task, classes=classes, positive=positive, title=title,
-        threshold=threshold,
-    )
+    fig, text = fold_artifacts(y_true, proba, **kwargs)
     tracker.log_text(run, text, REPORT_NAME)
     tracker.log_figure(run, fig, FIGURE_NAME)
 
