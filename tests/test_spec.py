@@ -65,7 +65,7 @@ def test_every_problem_is_reported_at_once() -> None:
     got = problems({**BASE, "cv": {"folds": 1, "epochs": 0}, "search": {"sampler": "bayes"}})
     assert len(got) == 3
     assert "cv.folds: must be an integer in [2, 50], but got 1." in got
-    assert any("search.sampler: unknown value 'bayes'; expected one of: tpe" in p for p in got)
+    assert any("search.sampler: Unknown sampler 'bayes'; expected one of: tpe" in p for p in got)
 
 
 def test_empty_range_and_empty_list() -> None:

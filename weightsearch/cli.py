@@ -55,11 +55,12 @@ def exit_process(code: int) -> NoReturn:
     done (queued MLflow artifacts are flushed there), skipping the interpreter's teardown of
     its modules, which takes 2-3 s once TensorFlow and MLflow are loaded and does nothing a
     command needs. Used by ``python -m weightsearch``."""
-    import atexit
     import os
     import threading
 
-    run_exitfuncs = getattr(atexit, "_run_exitfuncs", None)  # CPython's own exit step
+    from weightsearch.compat import atexit_runner
+
+    run_exitfuncs = atexit_runner()  # CPython's own exit step
     if run_exitfuncs is None:
         raise SystemExit(code)
     me = threading.current_thread()

@@ -21,8 +21,8 @@ import pandas as pd
 
 from weightsearch._params import Param
 from weightsearch._registry import normalise_name
+from weightsearch.base import TASKS
 
-TASKS = ("binary", "multiclass", "multilabel")
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 SUFFIXES = (*TABLE_SUFFIXES, ".npz")
 BUILTIN_PREFIX = "builtin:"

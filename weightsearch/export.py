@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from weightsearch.spec import APPLICATIONS, TASKS, SpecError, _Checker, dumps_toml
+from weightsearch.spec import APPLICATIONS, TASKS, Checker, SpecError, dumps_toml
 
 __all__ = [
     "ConfigError",
@@ -223,7 +223,7 @@ def load_config(path: str | Path) -> TrainConfig:
     return parse_config(raw, source=src, path=str(p))
 
 
-def _string_list(c: _Checker, key: str, value: Any) -> list[str] | None:
+def _string_list(c: Checker, key: str, value: Any) -> list[str] | None:
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
         c.add(key, f"expected a non-empty list of strings, but got {value!r}.")
         return None
@@ -234,7 +234,7 @@ def parse_config(
     raw: dict[str, Any], source: str = "config", path: str | None = None
 ) -> TrainConfig:
     """Check a config mapping (the parsed TOML) and build a :class:`TrainConfig`."""
-    c = _Checker()
+    c = Checker()
     c.unknown_keys("", raw, SECTIONS)
     tables = {s: c.table(s, raw.get(s, {})) for s in SECTIONS}
     for s in ("data", "weighting", "loss", "model", "train"):

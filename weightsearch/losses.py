@@ -38,7 +38,8 @@ __all__ = [
     "loss_params",
 ]
 
-TASKS = ("binary", "multiclass", "multilabel")
+from weightsearch.base import TASKS
+
 SINGLE_LABEL = ("binary", "multiclass")
 APPLICATIONS = ("loss", "sample_weight", "class_weight")
 

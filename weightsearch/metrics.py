@@ -29,8 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from weightsearch._registry import Registry
-
-TASKS = ("binary", "multiclass", "multilabel")
+from weightsearch.base import TASKS
 
 __all__ = [
     "METRICS",

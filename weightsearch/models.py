@@ -23,7 +23,7 @@ from weightsearch._registry import Registry
 
 __all__ = ["MODELS", "Arch", "arch_params", "build_model", "check_input", "input_kind"]
 
-TASKS = ("binary", "multiclass", "multilabel")
+from weightsearch.base import TASKS
 
 #: Input kind → (description, number of feature axes per row, shape pattern).
 INPUT_KINDS: dict[str, tuple[str, int, str]] = {

@@ -12,15 +12,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-TASKS = ("binary", "multiclass", "multilabel")
-APPLICATIONS = ("loss", "sample_weight", "class_weight")
-METRIC_NAMES = ("macro_f1", "weighted_f1", "balanced_accuracy", "positive_f1")
-SAMPLERS = ("tpe", "random", "cmaes", "qmc", "nsga2", "gp")
-PRUNERS = ("none", "median", "percentile", "hyperband", "successive_halving", "wilcoxon")
-ENGINES = ("optuna", "keras-tuner")
-SPACE_SECTIONS = ("weighting", "loss", "model", "train")
-# The key of each space section that picks the component; the other keys are its params.
-CHOICE_KEYS = {"weighting": "scheme", "loss": "name", "model": "arch", "train": None}
+from weightsearch.base import APPLICATIONS, SPACE_SECTIONS, TASKS
+from weightsearch.metrics import METRICS
+from weightsearch.pruners import PRUNERS
+from weightsearch.samplers import SAMPLERS, check_available
 
 
 class SpecError(ValueError):
@@ -136,7 +131,9 @@ def _type_name(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
-class _Checker:
+class Checker:
+    """Collects every problem of a parsed TOML table, one line each: ``key: message``."""
+
     def __init__(self) -> None:
         self.problems: list[str] = []
 
@@ -183,6 +180,17 @@ class _Checker:
             return None
         return value
 
+    def name(self, key: str, value: Any, registry: Any) -> str | None:
+        """``value`` resolved against ``registry`` (normalised, aliases followed)."""
+        if not isinstance(value, str):
+            self.add(key, f"expected a string, but got {_type_name(value)} ({value!r}).")
+            return None
+        try:
+            return str(registry.canonical(value))
+        except ValueError as exc:
+            self.add(key, str(exc))
+            return None
+
     def boolean(self, key: str, value: Any) -> bool | None:
         if not isinstance(value, bool):
             self.add(key, f"expected true or false, but got {_type_name(value)} ({value!r}).")
@@ -202,7 +210,7 @@ class _Checker:
         return value
 
 
-def _check_data(c: _Checker, raw: dict[str, Any]) -> DataSpec | None:
+def _check_data(c: Checker, raw: dict[str, Any]) -> DataSpec | None:
     c.unknown_keys("data", raw, ("source", "target", "task", "test_size", "options"))
     if "source" not in raw:
         c.add(
@@ -229,14 +237,14 @@ def _check_data(c: _Checker, raw: dict[str, Any]) -> DataSpec | None:
     return DataSpec(source=source, target=target, task=task, test_size=test_size, options=options)
 
 
-def _check_cv(c: _Checker, raw: dict[str, Any]) -> CVSpec:
+def _check_cv(c: Checker, raw: dict[str, Any]) -> CVSpec:
     d = CVSpec()
     c.unknown_keys("cv", raw, tuple(asdict(d)))
     folds = c.integer("cv.folds", raw.get("folds", d.folds), 2, 50)
     epochs = c.integer("cv.epochs", raw.get("epochs", d.epochs), 1)
     batch = c.integer("cv.batch_size", raw.get("batch_size", d.batch_size), 1)
     patience = c.integer("cv.patience", raw.get("patience", d.patience), 0)
-    metric = c.string("cv.metric", raw.get("metric", d.metric), METRIC_NAMES)
+    metric = c.name("cv.metric", raw.get("metric", d.metric), METRICS)
     tune = c.boolean("cv.tune_threshold", raw.get("tune_threshold", d.tune_threshold))
     apply = c.string("cv.apply_weights", raw.get("apply_weights", d.apply_weights), APPLICATIONS)
     parallel = raw.get("parallel_folds", d.parallel_folds)
@@ -255,17 +263,24 @@ def _check_cv(c: _Checker, raw: dict[str, Any]) -> CVSpec:
     )
 
 
-def _check_search(c: _Checker, raw: dict[str, Any]) -> SearchSpec:
+def _check_search(c: Checker, raw: dict[str, Any]) -> SearchSpec:
     d = SearchSpec()
     c.unknown_keys("search", raw, tuple(asdict(d)))
     n_trials = c.integer("search.n_trials", raw.get("n_trials", d.n_trials), 1)
     timeout = raw.get("timeout")
     if timeout is not None:
         timeout = c.number("search.timeout", timeout, 1e-9, math.inf, high_open=True)
-    sampler = c.string("search.sampler", raw.get("sampler", d.sampler), SAMPLERS)
-    pruner = c.string("search.pruner", raw.get("pruner", d.pruner), PRUNERS)
+    sampler = c.name("search.sampler", raw.get("sampler", d.sampler), SAMPLERS)
+    if sampler is not None:
+        try:
+            check_available(sampler)
+        except ValueError as exc:
+            c.add("search.sampler", str(exc))
+    pruner = c.name("search.pruner", raw.get("pruner", d.pruner), PRUNERS)
     storage = c.string("search.storage", raw.get("storage", d.storage))
-    engine = c.string("search.engine", raw.get("engine", d.engine), ENGINES)
+    # the engine's name is checked against weightsearch.engines.ENGINES, which sits above
+    # this module (engines run studies); here it only has to be a string
+    engine = c.string("search.engine", raw.get("engine", d.engine))
     startup = c.integer(
         "search.n_startup_trials", raw.get("n_startup_trials", d.n_startup_trials), 0
     )
@@ -301,7 +316,7 @@ def _check_search(c: _Checker, raw: dict[str, Any]) -> SearchSpec:
     )
 
 
-def _check_tracking(c: _Checker, raw: dict[str, Any]) -> TrackingSpec:
+def _check_tracking(c: Checker, raw: dict[str, Any]) -> TrackingSpec:
     d = TrackingSpec()
     c.unknown_keys("tracking", raw, tuple(asdict(d)))
     enabled = c.boolean("tracking.enabled", raw.get("enabled", d.enabled))
@@ -316,7 +331,7 @@ def _check_tracking(c: _Checker, raw: dict[str, Any]) -> TrackingSpec:
     )
 
 
-def _check_space_value(c: _Checker, key: str, value: Any) -> None:
+def _check_space_value(c: Checker, key: str, value: Any) -> None:
     """Shape checks only: names and ranges are checked against the registries later."""
     if isinstance(value, dict):
         allowed = ("low", "high", "log", "step", "choices")
@@ -342,7 +357,7 @@ def _check_space_value(c: _Checker, key: str, value: Any) -> None:
         c.add(key, f"expected a value, a list or a table, but got {_type_name(value)}.")
 
 
-def _check_range(c: _Checker, key: str, bounds: list[Any]) -> None:
+def _check_range(c: Checker, key: str, bounds: list[Any]) -> None:
     low, high = bounds
     if any(isinstance(b, bool) or not isinstance(b, int | float) for b in (low, high)):
         c.add(key, f"a range needs two numbers [low, high], but got {bounds!r}.")
@@ -361,7 +376,7 @@ def is_range(value: Any) -> bool:
     )
 
 
-def _check_space(c: _Checker, raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def _check_space(c: Checker, raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
     c.unknown_keys("space", raw, SPACE_SECTIONS)
     space: dict[str, dict[str, Any]] = {}
     for section in SPACE_SECTIONS:
@@ -377,7 +392,7 @@ def _check_space(c: _Checker, raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def parse(raw: dict[str, Any], source: str = "spec", path: str | None = None) -> Spec:
     """Check a spec mapping and build a :class:`Spec`; :class:`SpecError` lists all problems."""
-    c = _Checker()
+    c = Checker()
     c.unknown_keys("", raw, _TOP_KEYS)
     name = c.string("name", raw["name"]) if "name" in raw else None
     if "name" not in raw:

@@ -36,64 +36,13 @@ def configure_threads(threads: int | None = None) -> None:
     _THREADS_SET = True
 
 
-# The gradient Keras's TF optimiser registers for every traced train step (see
-# ``_release_train_step_gradients``); matched by qualified name in the entry's closures.
-_ALL_REDUCE_GRAD = "all_reduce.<locals>.grad_wrapper.<locals>.<lambda>"
-
-
-def _gradient_registry() -> dict[str, Any] | None:
-    """TensorFlow's global op-name -> gradient table, or None if its layout changed."""
-    from tensorflow.python.framework import ops
-
-    table = getattr(getattr(ops, "gradient_registry", None), "_registry", None)
-    return table if isinstance(table, dict) else None
-
-
-def _wraps(fn: Any, qualname: str, depth: int = 3) -> bool:
-    """Whether ``qualname`` is ``fn``'s or, ``depth`` closures deep, a closed-over function's."""
-    if qualname in getattr(fn, "__qualname__", ""):
-        return True
-    for cell in (getattr(fn, "__closure__", None) or ()) if depth else ():
-        try:
-            inner = cell.cell_contents
-        except ValueError:  # an empty cell
-            continue
-        if callable(inner) and _wraps(inner, qualname, depth - 1):
-            return True
-    return False
-
-
-def _release_train_step_gradients() -> int:
-    """Unregister the custom gradients that Keras train steps left in TensorFlow's registry.
-
-    Keras's TF optimiser sums gradients with ``replica_context.all_reduce``, whose graph-mode
-    ``tf.custom_gradient`` registers a ``CustomGradient-<n>`` entry in a global registry that
-    nothing ever removes. Its closure holds the traced train step, so every trained model
-    keeps its whole ``FuncGraph`` alive after ``clear_session``: 1.5-4.3 MB per small MLP
-    (tensorflow/tensorflow#97697, #80895; keras-team/tf-keras#898 proposes a purge too).
-    Only entries whose gradient is that all-reduce lambda are dropped: it is looked up only to
-    differentiate through a train step, which nothing does, so live models keep working and
-    other custom gradients (yours) are untouched. Returns how many were dropped.
-    """
-    table = _gradient_registry()
-    if table is None:
-        return 0
-    stale = [
-        key for key, entry in list(table.items())
-        if key.startswith("CustomGradient-") and isinstance(entry, dict)
-        and _wraps(entry.get("type"), _ALL_REDUCE_GRAD)
-    ]
-    for key in stale:
-        table.pop(key, None)
-    return len(stale)
-
-
 _FROZEN = False
 
 
 def clear(freeze: bool = False) -> None:
     """Free a trial's models: drop their train steps' custom gradients
-    (``_release_train_step_gradients``), ``keras.backend.clear_session()``, then
+    (:func:`weightsearch.compat.release_train_step_gradients`),
+    ``keras.backend.clear_session()``, then
     ``gc.collect()``.
 
     A full collection scans every object, ~0.5 s once TensorFlow, Keras and MLflow are loaded.
@@ -106,8 +55,10 @@ def clear(freeze: bool = False) -> None:
 
     import keras
 
+    from weightsearch.compat import release_train_step_gradients
+
     global _FROZEN
-    _release_train_step_gradients()
+    release_train_step_gradients()
     keras.backend.clear_session(free_memory=False)
     gc.collect()
     if freeze and not _FROZEN:

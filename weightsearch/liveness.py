@@ -1,0 +1,190 @@
+"""Which process runs a trial, whether it is gone, and what happens to its lost trials.
+
+The journal backend has no heartbeats: a trial whose worker was SIGKILLed (or OOM-killed)
+would stay RUNNING forever. Each trial records its process (:func:`mark_worker`), so any
+process that can see that process's pids (same boot, same PID namespace) can tell that it is
+gone (:func:`lost_local_trials`). With heartbeats (an RDB storage), Optuna finds stale trials
+and hands them to :class:`StaleTrialHandler`. Either way a lost trial is failed, re-queued at
+most twice, and its MLflow run closed.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import warnings
+from typing import Any
+
+from weightsearch.compat import heartbeat_enabled, study_storage, trial_id
+
+
+def worker_id() -> str:
+    """This process as trials record it (user attribute ``worker``): ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def read_text(path: str) -> str:
+    """A small file's stripped text; "" where it cannot be read."""
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+def worker_scope() -> str:
+    """Where this process's pid means this process: boot id and PID namespace (Linux);
+    "" elsewhere, and then no trial is judged lost by its pid."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+    boot = read_text("/proc/sys/kernel/random/boot_id")
+    return f"{boot}/{namespace}" if boot else ""
+
+
+def proc_stat(pid: int) -> list[str]:
+    """``/proc/<pid>/stat`` from field 3 (state) on; [] where unreadable."""
+    return read_text(f"/proc/{pid}/stat").rpartition(")")[2].split()
+
+
+def process_start(pid: int | None = None) -> str:
+    """When process ``pid`` (default: this one) started, in clock ticks since boot (Linux
+    ``/proc/<pid>/stat`` field 22); "" where unknown. With the pid, it names one process even
+    after the pid is reused."""
+    fields = proc_stat(pid or os.getpid())
+    return fields[19] if len(fields) > 19 else ""
+
+
+def mark_worker(trial: Any) -> None:
+    """Record which process runs ``trial``: user attributes ``worker``, ``worker_started``
+    and ``worker_scope``."""
+    trial.set_user_attr("worker", worker_id())
+    trial.set_user_attr("worker_started", process_start())
+    trial.set_user_attr("worker_scope", worker_scope())
+
+
+def process_gone(pid: int, started: str) -> bool:
+    """Whether process ``pid`` that started at ``started`` (:func:`process_start`) has ended:
+    no such pid, a zombie, or the pid now belongs to a process started at another time."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # alive, another user's
+    fields = proc_stat(pid)
+    if not fields:
+        return False  # it exists but cannot be read: do not judge
+    return fields[0] == "Z" or process_start(pid) not in ("", started)
+
+
+def lost_local_trials(study: Any) -> list[int]:
+    """Ids of RUNNING trials whose worker process is gone, among those recorded in this
+    process's scope (:func:`worker_scope`); trials that do not name their worker yet, or ran
+    on another machine or in another PID namespace, are never judged."""
+    import optuna
+
+    scope = worker_scope()
+    if not scope:
+        return []
+    me = (os.getpid(), process_start())
+    lost = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        attrs = t.user_attrs
+        pid = str(attrs.get("worker", "")).rpartition(":")[2]
+        started = str(attrs.get("worker_started", ""))
+        if attrs.get("worker_scope") != scope or not pid.isdigit() or not started:
+            continue
+        if (int(pid), started) != me and process_gone(int(pid), started):
+            lost.append(trial_id(t))
+    return lost
+
+
+class StaleTrialHandler:
+    """Re-queue a trial whose worker died, at most twice, and close its MLflow run as FAILED
+    through ``tracker`` (set once the tracker exists)."""
+
+    def __init__(self, reason: str = "no heartbeat") -> None:
+        import optuna
+        from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self.retry = RetryHeartbeatStaleTrialCallback(max_retry=2)
+        self.tracker: Any = None
+        self.reason = reason
+
+    def __call__(self, study: Any, trial: Any) -> None:
+        import copy
+
+        run = trial.user_attrs.get("mlflow_run_id")
+        # The retry starts clean: until it names its own worker and MLflow run it must not
+        # look like the lost process's trial (see lost_local_trials).
+        fresh = copy.copy(trial)
+        fresh.user_attrs = {}
+        self.retry(study, fresh)
+        if self.tracker is not None and run:
+            self.tracker.set_tags(run, {"error": f"worker lost ({self.reason}); trial retried"})
+            self.tracker.end_trial(run, "FAIL")
+
+
+def recover_lost_trials(study: Any, tracker: Any = None) -> list[int]:
+    """Without heartbeats (the journal backend): fail the RUNNING trials whose worker
+    process is gone (:func:`lost_local_trials`), re-queue them (at most
+    twice) and close their MLflow runs, as :class:`StaleTrialHandler` does for stale
+    heartbeats. With heartbeats, does nothing. Returns the failed trials' numbers.
+
+    Failing and re-queuing are two writes: if this process dies between them, the trial stays
+    failed and is not retried."""
+    import copy
+
+    import optuna
+
+    if heartbeat_enabled(study):
+        return []  # Optuna's fail_stale_trials does this
+    handler = StaleTrialHandler("its process is gone")
+    handler.tracker = tracker
+    storage, failed = study_storage(study), []
+    for lost in lost_local_trials(study):
+        try:
+            if not storage.set_trial_state_values(lost, state=optuna.trial.TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another process got there first
+        trial = copy.deepcopy(storage.get_trial(lost))
+        handler(study, trial)
+        failed.append(trial.number)
+    return failed
+
+
+def requeued_since(study: Any, before: int) -> list[int]:
+    """Numbers of the lost trials whose retries are trial ``before`` or later (re-queued by
+    any process: a heartbeat check or :func:`recover_lost_trials`)."""
+    return sorted(
+        t.system_attrs["retry_history"][-1] for t in study.get_trials(deepcopy=False)[before:]
+        if t.system_attrs.get("retry_history")
+    )
+
+
+def trials_run_since(study: Any, before: int) -> int:
+    """Trials created as trial ``before`` or later that have started (queued retries have
+    not)."""
+    import optuna
+
+    return sum(t.state != optuna.trial.TrialState.WAITING
+               for t in study.get_trials(deepcopy=False)[before:])
+
+
+__all__ = [
+    "StaleTrialHandler",
+    "lost_local_trials",
+    "mark_worker",
+    "process_gone",
+    "process_start",
+    "recover_lost_trials",
+    "requeued_since",
+    "trials_run_since",
+    "worker_id",
+    "worker_scope",
+]
