@@ -425,7 +425,7 @@ def bench_b2(quick: bool) -> dict[str, Any]:
     from weightsearch import runner, training
     from weightsearch.callbacks import MacroF1Callback
     from weightsearch.data import kfold, model_targets
-    from weightsearch.objective import flatten
+    from weightsearch.space import flatten
     from weightsearch.tracking import make_tracker
 
     n_trials, epochs, folds = (3, 5, 2) if quick else (12, 15, 3)
@@ -985,7 +985,8 @@ def _cv_configs(prepared: Any, configs: list[dict[str, Any]]) -> list[Any]:
     """Run the weightsearch CV objective on fixed configurations (an in-memory study)."""
     import optuna
 
-    from weightsearch.objective import Objective, flatten
+    from weightsearch.objective import Objective
+    from weightsearch.space import flatten
     from weightsearch.tracking import NullTracker
 
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())

@@ -196,7 +196,7 @@ def test_bayesian_loop_records_kerastuner_trials_in_optuna(prepared, fast_cv, tm
         assert t.user_attrs["kt_algorithm"] == "bayesian"
         assert t.user_attrs["config"] == call["config"]
         # the Optuna params are exactly the active dims of the configuration
-        from weightsearch.objective import flatten
+        from weightsearch.space import flatten
 
         flat = flatten(call["config"])
         assert t.params == {k: flat[k] for k in t.params}

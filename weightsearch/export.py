@@ -116,7 +116,7 @@ class TrainConfig:
     def params(self) -> dict[str, Any]:
         """The components as flat, dotted Optuna parameter names (a superset of the trial's
         ``params``: fixed values and defaults are included)."""
-        from weightsearch.objective import flatten
+        from weightsearch.space import flatten
 
         return flatten(self.components)
 

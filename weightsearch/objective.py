@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from weightsearch.space import Space
+from weightsearch.space import Space, flatten
 from weightsearch.spec import Spec
 from weightsearch.workers import mark_worker
 
@@ -35,23 +35,6 @@ from weightsearch.workers import mark_worker
 class TrialFailed(RuntimeError):
     """A failure of one trial (NaN loss, a build error): the study goes on."""
 
-
-
-def flatten(config: dict[str, Any]) -> dict[str, Any]:
-    """A configuration as flat params named like the search space's Optuna params.
-
-    ``{"loss": {"name": "focal", "params": {"gamma": 2}}}`` →
-    ``{"loss.name": "focal", "loss.focal.gamma": 2}``, so a trial's ``params`` are a subset.
-    """
-    out: dict[str, Any] = {}
-    for section, part in config.items():
-        choice = next((v for k, v in part.items() if k != "params"), None)
-        for key, value in part.items():
-            if key == "params":
-                out.update({f"{section}.{choice}.{k}": v for k, v in value.items()})
-            else:
-                out[f"{section}.{key}"] = value
-    return out
 
 
 def _mean_best_curve(outcomes: list[Any], metric: str) -> list[float]:

@@ -276,3 +276,20 @@ def check_params_table(train: dict[str, Any]) -> dict[str, Any]:
     from weightsearch._params import check_params
 
     return check_params(dict(train), TRAIN_PARAMS, "train")
+
+
+def flatten(config: dict[str, Any]) -> dict[str, Any]:
+    """A configuration as flat params named like the search space's Optuna params.
+
+    ``{"loss": {"name": "focal", "params": {"gamma": 2}}}`` →
+    ``{"loss.name": "focal", "loss.focal.gamma": 2}``, so a trial's ``params`` are a subset.
+    """
+    out: dict[str, Any] = {}
+    for section, part in config.items():
+        choice = next((v for k, v in part.items() if k != "params"), None)
+        for key, value in part.items():
+            if key == "params":
+                out.update({f"{section}.{choice}.{k}": v for k, v in value.items()})
+            else:
+                out[f"{section}.{key}"] = value
+    return out
