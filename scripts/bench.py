@@ -235,11 +235,11 @@ def spec_dict(spec: Any) -> dict[str, Any]:
 
 
 def run_inprocess(spec: Any, tracker: Any = None, progress: Any = None) -> tuple[Any, float]:
-    from weightsearch import runner
+    from weightsearch import engines
 
-    prepared = runner.prepare(spec)
+    prepared = engines.prepare(spec)
     t0 = time.perf_counter()
-    outcome = runner.run_study(prepared, tracker=tracker, progress=progress)
+    outcome = engines.run_study(prepared, tracker=tracker, progress=progress)
     return outcome.study, time.perf_counter() - t0
 
 
@@ -422,7 +422,7 @@ def bench_b2(quick: bool) -> dict[str, Any]:
     import numpy as np
     import optuna
 
-    from weightsearch import runner, training
+    from weightsearch import engines, training
     from weightsearch.callbacks import MacroF1Callback
     from weightsearch.data import kfold, model_targets
     from weightsearch.space import flatten
@@ -435,11 +435,11 @@ def bench_b2(quick: bool) -> dict[str, Any]:
         search={"n_trials": n_trials, "sampler": "tpe", "pruner": "none",
                 "n_startup_trials": 2},
         space=MLP_SPACE, tracking=True)
-    prepared = runner.prepare(spec)
+    prepared = engines.prepare(spec)
     training.configure_threads()
     tracker = make_tracker(True, spec.tracking.mlflow_uri, spec.experiment)
     t0 = time.perf_counter()
-    outcome = runner.run_study(prepared, tracker=tracker)
+    outcome = engines.run_study(prepared, tracker=tracker)
     ours_wall = time.perf_counter() - t0
     trials = complete(outcome.study)
     fit_sum = sum(t.user_attrs["fit_seconds"] for t in trials)
@@ -513,7 +513,7 @@ REPLAY_WARMUPS = (0, 1, 2, 3, 5, 8)
 def bench_b3(quick: bool) -> dict[str, Any]:
     import optuna
 
-    from weightsearch import runner
+    from weightsearch.study import study_pruner
 
     n_trials, epochs, folds = (30, 12, 3) if quick else (60, 20, 3)
     startup = 5
@@ -539,7 +539,7 @@ def bench_b3(quick: bool) -> dict[str, Any]:
             "best": max(t.value for t in done),
             "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
             "complete": len(done),
-            "warmup": getattr(runner.make_pruner(spec), "_n_warmup_steps", None),
+            "warmup": getattr(study_pruner(spec), "_n_warmup_steps", None),
         }
     a, b = results["none"]["study"].trials, results["median"]["study"].trials
     same = sum(x.params == y.params for x, y in zip(a, b, strict=False))
@@ -815,8 +815,9 @@ def _psql(sql: str) -> None:
 def bench_b6(quick: bool) -> dict[str, Any]:
     import optuna
 
-    from weightsearch import runner, training
+    from weightsearch import engines, training
     from weightsearch import spec as spec_mod
+    from weightsearch.storage import open_storage
 
     n_trials, epochs = (6, 3) if quick else (24, 10)
     tag = f"wsbench_{os.getpid()}"
@@ -865,9 +866,9 @@ def bench_b6(quick: bool) -> dict[str, Any]:
         log("  B6 storage overhead (instrumented, in-process)")
         url = f"{PG}/{dbs[2]}"
         spec = spec_mod.parse({**raw, "search": {**raw["search"], "storage": url}})
-        prepared = runner.prepare(spec)
+        prepared = engines.prepare(spec)
         training.configure_threads()
-        store = runner.open_storage(spec, url)
+        store = open_storage(spec, url)
         spent = {"s": 0.0, "calls": 0}
 
         def timed(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -887,7 +888,7 @@ def bench_b6(quick: bool) -> dict[str, Any]:
             if callable(attr) and not isinstance(attr, type):
                 setattr(store, name, timed(attr))
         t0 = time.perf_counter()
-        outcome = runner.run_study(prepared, storage=store)
+        outcome = engines.run_study(prepared, storage=store)
         io_wall = time.perf_counter() - t0
         n_io = len(outcome.study.trials)
     finally:
@@ -1022,7 +1023,7 @@ def _test_score(prepared: Any, cfg: dict[str, Any], epochs: int, seed: int) -> f
 def bench_b7(quick: bool) -> dict[str, Any]:
     import math
 
-    from weightsearch import runner
+    from weightsearch import engines
 
     n_trials, folds, epochs, patience = (4, 3, 6, 2) if quick else (30, 5, 30, 5)
     seeds = [0] if quick else [0, 1, 2]
@@ -1037,8 +1038,8 @@ def bench_b7(quick: bool) -> dict[str, Any]:
             search={"n_trials": n_trials, "sampler": "tpe", "pruner": "median",
                     "n_startup_trials": 2 if quick else 8},
             space=ds["space"])
-        prepared = runner.prepare(spec)
-        outcome = runner.run_study(prepared)
+        prepared = engines.prepare(spec)
+        outcome = engines.run_study(prepared)
         best = max(complete(outcome.study), key=lambda t: t.value)
         found = best.user_attrs["config"]
         baselines = []

@@ -79,14 +79,14 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
 
-    from weightsearch import runner, training
+    from weightsearch import engines, training
     from weightsearch import spec as spec_mod
     from weightsearch.data import model_targets
     from weightsearch.tracking import make_tracker
 
     tmp = tempfile.mkdtemp(prefix="ws-mem-")
     spec = spec_mod.parse(__import__("tomllib").loads(SPEC.format(trials=args.trials, tmp=tmp)))
-    prepared = runner.prepare(spec)
+    prepared = engines.prepare(spec)
     training.configure_threads()
     tracker = make_tracker(True, spec.tracking.mlflow_uri, spec.experiment)
     ours: list[float] = []
@@ -100,7 +100,7 @@ def main() -> None:
             peaks.append(peak_mb())
 
     t0 = time.perf_counter()
-    runner.run_study(prepared, n_trials=args.trials, tracker=tracker, progress=Probe())
+    engines.run_study(prepared, n_trials=args.trials, tracker=tracker, progress=Probe())
     study_seconds = time.perf_counter() - t0
 
     # the same number of plain Keras fits (2 folds per trial), same process, released the

@@ -199,8 +199,9 @@ def _objective_trial(
     """One in-memory trial of a tiny study; returns (trial, the fold outcomes it trained)."""
     import optuna
 
-    from weightsearch import runner, spec
+    from weightsearch import engines, spec
     from weightsearch.objective import Objective
+    from weightsearch.study import study_pruner
     from weightsearch.tracking import NullTracker
 
     raw = {
@@ -214,7 +215,7 @@ def _objective_trial(
                   "train": train or {}},
     }
     s = spec.parse(raw)
-    prepared = runner.prepare(s)
+    prepared = engines.prepare(s)
     seen: list = []
     real = getattr(F.train_folds, "real", F.train_folds)  # not an earlier call's spy
 
@@ -225,7 +226,7 @@ def _objective_trial(
 
     spy.real = real
     monkeypatch.setattr(F, "train_folds", spy)
-    study = optuna.create_study(direction="maximize", pruner=prune or runner.make_pruner(s))
+    study = optuna.create_study(direction="maximize", pruner=prune or study_pruner(s))
     study.optimize(Objective(s, prepared.train, prepared.space, NullTracker()), n_trials=1)
     return study.trials[0], seen
 

@@ -11,16 +11,17 @@ from pathlib import Path
 import optuna
 import pytest
 
-from weightsearch import runner
-from weightsearch.workers import (
-    _process_gone,
-    budget_spent,
+from weightsearch import liveness
+from weightsearch.liveness import (
     lost_local_trials,
     mark_worker,
+    process_gone,
     process_start,
     worker_id,
     worker_scope,
 )
+from weightsearch.storage import make_storage
+from weightsearch.study import budget_spent
 
 pytestmark = pytest.mark.skipif(not worker_scope(), reason="needs Linux /proc")
 X = {"x": optuna.distributions.FloatDistribution(0, 1)}
@@ -48,17 +49,17 @@ def _exited_child() -> tuple[int, str]:
 def test_a_live_process_is_not_gone_and_a_reused_pid_is(live_child) -> None:
     started = process_start(live_child.pid)
     assert started.isdigit()
-    assert not _process_gone(live_child.pid, started)
-    assert _process_gone(live_child.pid, str(int(started) + 1))  # same pid, another process
+    assert not process_gone(live_child.pid, started)
+    assert process_gone(live_child.pid, str(int(started) + 1))  # same pid, another process
 
 
 def test_an_exited_process_is_gone_and_so_is_a_zombie() -> None:
-    assert _process_gone(*_exited_child())
+    assert process_gone(*_exited_child())
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     started = process_start(child.pid)
     os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # exited, not yet reaped
     try:
-        assert _process_gone(child.pid, started)
+        assert process_gone(child.pid, started)
     finally:
         child.wait()
 
@@ -92,28 +93,28 @@ def test_recover_fails_and_requeues_a_lost_trial_once_with_a_clean_retry() -> No
     lost.set_user_attr("worker", f"{worker_id().rpartition(':')[0]}:{pid}")
     lost.set_user_attr("worker_started", started)
     lost.set_user_attr("mlflow_run_id", "abc")
-    assert runner.recover_lost_trials(study) == [lost.number]
-    assert runner.recover_lost_trials(study) == []  # already failed: nothing more to do
+    assert liveness.recover_lost_trials(study) == [lost.number]
+    assert liveness.recover_lost_trials(study) == []  # already failed: nothing more to do
     failed, retry = study.trials
     assert (failed.state, retry.state) == (optuna.trial.TrialState.FAIL,
                                            optuna.trial.TrialState.WAITING)
     assert retry.params == failed.params
     # the retry names no worker until one runs it, so it cannot be taken for the lost one
     assert retry.user_attrs == {}
-    assert runner.requeued_since(study, 0) == [lost.number]
+    assert liveness.requeued_since(study, 0) == [lost.number]
     # a queued retry keeps the budget open although it is already counted
     assert not budget_spent(study, total=1)
-    assert runner.trials_run_since(study, 0) == 1
+    assert liveness.trials_run_since(study, 0) == 1
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
 def test_recover_leaves_storages_with_heartbeats_to_optuna(tmp_path: Path) -> None:
-    storage = runner.make_storage(f"sqlite:///{tmp_path}/o.db", heartbeat_interval=60)
+    storage = make_storage(f"sqlite:///{tmp_path}/o.db", heartbeat_interval=60)
     study = optuna.create_study(storage=storage, direction="maximize")
     trial = study.ask(X)
     pid, started = _exited_child()
     _running(study, pid, started)
     mark_worker(trial)
     assert lost_local_trials(study)  # it would be judged lost by pid...
-    assert runner.recover_lost_trials(study) == []  # ...but heartbeats decide here
+    assert liveness.recover_lost_trials(study) == []  # ...but heartbeats decide here
     assert all(t.state == optuna.trial.TrialState.RUNNING for t in study.trials)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from weightsearch import runner
+from weightsearch import engines
 from weightsearch import spec as spec_mod
 
 STUDIES = sorted(Path(__file__).resolve().parent.parent.glob("studies/*.toml"))
@@ -14,7 +14,7 @@ STUDIES = sorted(Path(__file__).resolve().parent.parent.glob("studies/*.toml"))
 
 @pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.name)
 def test_shipped_study_validates(path: Path) -> None:
-    prepared = runner.prepare(spec_mod.load(path))
+    prepared = engines.prepare(spec_mod.load(path))
     names = {name for name, _ in prepared.space.describe()}
     assert {"weighting.scheme", "loss.name", "model.arch"} <= names
     assert len(prepared.train.y) + len(prepared.test_idx) == len(prepared.data.y)

@@ -75,11 +75,11 @@ def test_resume_adds_trials_to_the_same_study(tiny_spec, tmp_path: Path) -> None
 
 
 def test_pruned_trial_stops_at_once_and_is_marked(tiny_spec, tmp_path: Path, monkeypatch) -> None:
-    from weightsearch import runner
+    from weightsearch import study as study_mod
 
     # a pruner that prunes every trial at its first report (F1 can never reach 1.1)
     monkeypatch.setattr(
-        runner, "make_pruner", lambda spec: optuna.pruners.ThresholdPruner(lower=1.1)
+        study_mod, "study_pruner", lambda spec: optuna.pruners.ThresholdPruner(lower=1.1)
     )
     spec = tiny_spec(name="prune", n_trials=2, pruner="median")
     assert main(["study", str(spec)]) == 1  # no trial completed: a clear non-zero exit
@@ -147,7 +147,7 @@ def test_ctrl_c_dropped_inside_a_finaliser_still_stops_the_trial(
 ) -> None:
     """Python only prints an exception raised in ``__del__``: a Ctrl-C that lands while a
     finaliser runs (garbage collection during training) is lost. The epoch-end check of
-    ``runner.interrupt_requested`` stops the trial anyway."""
+    ``interrupts.interrupt_requested`` stops the trial anyway."""
     import os
     import signal
 

@@ -138,7 +138,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from weightsearch.runner import prepare
+    from weightsearch.engines import prepare
 
     spec = _spec_with_overrides(args)
     prepared = prepare(spec)
@@ -166,12 +166,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def _start(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
     """Spec → checked data and space → storage → tracker, in that order, so a user error
     or an unreachable service stops the run before anything is written."""
-    from weightsearch import runner, training
+    from weightsearch import engines, training
+    from weightsearch.locks import init_lock
+    from weightsearch.storage import open_storage, parse_url
     from weightsearch.tracking import make_tracker
 
     spec = _spec_with_overrides(args)
-    prepared = runner.prepare(spec)
-    if getattr(args, "workers", 1) > 1 and spec.search.storage.startswith("sqlite"):
+    prepared = engines.prepare(spec)
+    if getattr(args, "workers", 1) > 1 and parse_url(spec.search.storage).kind == "sqlite":
         from weightsearch.spec import SpecError
 
         raise SpecError(
@@ -180,10 +182,8 @@ def _start(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
             args.spec,
         )
     training.configure_threads()
-    from weightsearch.workers import init_lock
-
     with init_lock(spec.search.storage, spec.name):
-        storage = runner.open_storage(spec)
+        storage = open_storage(spec)
         tracker = make_tracker(spec.tracking.enabled, spec.tracking.mlflow_uri, spec.experiment)
     return spec, prepared, storage, tracker
 
@@ -196,7 +196,7 @@ def _tool(name: str) -> str:
 
 
 def _announce(console: Any, spec: Any, prepared: Any, what: str, tracker: Any) -> None:
-    from weightsearch.tracking import mask_url
+    from weightsearch.storage import mask_url
 
     ds = prepared.train
     console.print(
@@ -211,12 +211,12 @@ def _announce(console: Any, spec: Any, prepared: Any, what: str, tracker: Any) -
 
 def _finish(console: Any, spec: Any, outcome: Any, tracker: Any, top: int) -> int:
     """Leaderboard, then the exit code."""
-    from weightsearch import runner
     from weightsearch.progress import leaderboard_table
-    from weightsearch.tracking import mask_url
+    from weightsearch.storage import mask_url
+    from weightsearch.study import leaderboard
 
     study = outcome.study
-    rows = runner.leaderboard(study, top=top or 1)
+    rows = leaderboard(study, top=top or 1)
     states: dict[str, int] = {}
     for t in study.trials:
         states[t.state.name] = states.get(t.state.name, 0) + 1
@@ -271,34 +271,36 @@ def _finish(console: Any, spec: Any, outcome: Any, tracker: Any, top: int) -> in
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from weightsearch import runner
+    from weightsearch import engines
+    from weightsearch.engines.local import run_local
     from weightsearch.progress import StudyProgress
 
     spec, prepared, storage, tracker = _start(args)
     console = _console()
     n = args.n_trials or spec.search.n_trials
-    if args.workers > 1 or spec.search.trials_per_process:
-        from weightsearch.workers import run_local
-
-        _announce(console, spec, prepared, f"{n} trial(s) on {args.workers} workers", tracker)
-        outcome = run_local(args.spec, prepared, storage=storage, tracker=tracker, n_trials=n,
-                            workers=args.workers, timeout=args.timeout, console=console,
-                            passthrough=_passthrough(args))
-        return _finish(console, spec, outcome, tracker, args.top)
-    _announce(console, spec, prepared, f"{n} trial(s)", tracker)
+    local = args.workers > 1 or spec.search.trials_per_process
+    where = f" on {args.workers} workers" if local else ""
+    _announce(console, spec, prepared, f"{n} trial(s){where}", tracker)
     progress = StudyProgress(console, spec.cv.metric, spec.cv.folds, spec.cv.epochs)
     try:
-        outcome = runner.run_study(
-            prepared, n_trials=n, timeout=args.timeout, storage=storage, tracker=tracker,
-            progress=progress,
-        )
+        if local:
+            outcome = run_local(
+                args.spec, prepared, storage=storage, tracker=tracker, n_trials=n,
+                workers=args.workers, timeout=args.timeout, progress=progress,
+                warn=console.print, passthrough=_passthrough(args),
+            )
+        else:
+            outcome = engines.run_study(
+                prepared, n_trials=n, timeout=args.timeout, storage=storage, tracker=tracker,
+                progress=progress,
+            )
     finally:
         progress.stop()
     return _finish(console, spec, outcome, tracker, args.top)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from weightsearch import runner
+    from weightsearch import engines
     from weightsearch.progress import StudyProgress
 
     spec, prepared, storage, tracker = _start(args)
@@ -309,7 +311,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         _announce(console, spec, prepared, f"worker until the study holds {total} trials", tracker)
         progress = StudyProgress(console, spec.cv.metric, spec.cv.folds, spec.cv.epochs)
     try:
-        outcome = runner.run_study(
+        outcome = engines.run_study(
             prepared, timeout=args.timeout, storage=storage, tracker=tracker, progress=progress,
             total=total, parent_run_id=args.parent_run_id, worker_index=args.worker_index,
             max_trials=args.max_trials,
@@ -534,7 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:
-        from weightsearch.runner import StudyError
+        from weightsearch.storage import StudyError
         from weightsearch.tracking import TrackingError
 
         if args.debug:

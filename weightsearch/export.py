@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from weightsearch.spec import APPLICATIONS, TASKS, Checker, SpecError, dumps_toml
+from weightsearch.base import APPLICATIONS, TASKS
+from weightsearch.spec import Checker, SpecError, dumps_toml
 
 __all__ = [
     "ConfigError",
@@ -467,7 +468,7 @@ class Exported:
 
 
 def _open_study(name: str, storage: str) -> Any:
-    from weightsearch.runner import load_stored_study
+    from weightsearch.storage import load_stored_study
 
     return load_stored_study(name, storage, ExportError)
 
@@ -615,9 +616,9 @@ def export(
     The file is written only once it is complete and re-reads to the trial's exact
     parameters; :class:`ExportError` names an unknown study or trial.
     """
-    from weightsearch.runner import _quiet_optuna
+    from weightsearch.compat import quiet_optuna
 
-    _quiet_optuna()
+    quiet_optuna()
     st = _open_study(study, storage)
     chosen = _pick_trial(st, trial)
     cfg = config_from_trial(st, chosen, storage)

@@ -27,9 +27,11 @@ from typing import Any
 
 import numpy as np
 
+from weightsearch.interrupts import interrupt_requested
+from weightsearch.liveness import mark_worker
+from weightsearch.pruners import reports
 from weightsearch.space import Space, flatten
 from weightsearch.spec import Spec
-from weightsearch.workers import mark_worker
 
 
 class TrialFailed(RuntimeError):
@@ -86,8 +88,8 @@ class Objective:
         self.tracker = tracker
         self.status = status
         self.metric = spec.cv.metric
-        self.report_epochs = spec.search.pruner not in ("none", "wilcoxon")
-        self.report_folds = spec.search.pruner == "wilcoxon"
+        self.report_epochs = reports(spec.search.pruner) == "epochs"
+        self.report_folds = reports(spec.search.pruner) == "folds"
         # The study's step numbering, the same for all its trials: step = epoch unless folds
         # never train side by side (see the module docstring).
         self.epoch_steps = spec.cv.parallel_folds is not False
@@ -222,7 +224,6 @@ class Objective:
         from weightsearch import folds as F
         from weightsearch import metrics, training
         from weightsearch.data import model_targets
-        from weightsearch.runner import interrupt_requested
 
         d, cv = self.data, self.spec.cv
         task, n = d.task, d.n_classes

@@ -457,7 +457,7 @@ def _engine_name(spec: dict[str, Any], trials: list[Any]) -> str:
     engine = spec.get("search", {}).get("engine", "optuna")
     algos = {t.user_attrs.get("kt_algorithm") for t in trials} - {None}
     if engine == "keras-tuner" and algos:
-        from weightsearch.ktengine import ORACLE_NAMES
+        from weightsearch.engines.keras_tuner import ORACLE_NAMES
 
         return f"{engine} ({', '.join(ORACLE_NAMES.get(a, a) for a in sorted(algos))})"
     if engine == "optuna":
@@ -468,7 +468,7 @@ def _engine_name(spec: dict[str, Any], trials: list[Any]) -> str:
 
 def analyse(study: Any, top: int = 10) -> StudyReport:
     """Tables and statistics of a study (no files, no MLflow)."""
-    from weightsearch.runner import leaderboard
+    from weightsearch.study import leaderboard
 
     trials = list(study.trials)
     spec = study.user_attrs.get("spec", {}) or {}
@@ -789,7 +789,7 @@ def write_files(study: Any, rep: StudyReport, directory: Path) -> list[Path]:
 
 def open_study(name: str, storage: str) -> Any:
     """Load a stored study; :class:`ReportError` names the studies there if it is missing."""
-    from weightsearch.runner import load_stored_study
+    from weightsearch.storage import load_stored_study
 
     return load_stored_study(name, storage, ReportError)
 

@@ -15,7 +15,7 @@ from typing import Any
 from weightsearch.base import APPLICATIONS, SPACE_SECTIONS, TASKS
 from weightsearch.metrics import METRICS
 from weightsearch.pruners import PRUNERS
-from weightsearch.samplers import SAMPLERS, check_available
+from weightsearch.samplers import SAMPLERS
 
 
 class SpecError(ValueError):
@@ -271,11 +271,6 @@ def _check_search(c: Checker, raw: dict[str, Any]) -> SearchSpec:
     if timeout is not None:
         timeout = c.number("search.timeout", timeout, 1e-9, math.inf, high_open=True)
     sampler = c.name("search.sampler", raw.get("sampler", d.sampler), SAMPLERS)
-    if sampler is not None:
-        try:
-            check_available(sampler)
-        except ValueError as exc:
-            c.add("search.sampler", str(exc))
     pruner = c.name("search.pruner", raw.get("pruner", d.pruner), PRUNERS)
     storage = c.string("search.storage", raw.get("storage", d.storage))
     # the engine's name is checked against weightsearch.engines.ENGINES, which sits above

@@ -54,8 +54,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from weightsearch.objective import Objective
 from weightsearch.space import Dim, Space
 from weightsearch.spec import Spec, SpecError
+from weightsearch.storage import parse_url
+from weightsearch.study import Outcome, Prepared, StudyRun
 
 #: search.pruner → search.sampler values it accepts → the KerasTuner algorithm.
 ALGORITHMS: dict[str, dict[str, str]] = {
@@ -112,7 +115,7 @@ def _all_dims(space: Space) -> list[tuple[Dim, str | None, Any]]:
     return [(d, p, v) for d, p, v in out if d.kind != "fixed"]
 
 
-def _kt_choices(dim: Dim, where: str, problems: list[str]) -> list[Any] | None:
+def kt_choices(dim: Dim, where: str, problems: list[str]) -> list[Any] | None:
     values = list(dim.choices)
     types = {type(v) for v in values}
     if types <= {int, float} and len(types) == 2:
@@ -132,7 +135,7 @@ def check_space(spec: Spec, space: Space) -> None:
     for dim, _parent, _value in _all_dims(space):
         where = f"space.{dim.name.split('.')[0]} ({dim.name})"
         if dim.kind == "categorical":
-            _kt_choices(dim, where, problems)
+            kt_choices(dim, where, problems)
         elif dim.log and (dim.low is None or dim.low <= 0):
             problems.append(f"{where}: a log-scale range needs low > 0 in KerasTuner.")
     if problems:
@@ -156,7 +159,7 @@ def hyperparameters(space: Space) -> Any:
     for dim, parent, value in _all_dims(space):
         cond = {"parent_name": parent, "parent_values": [value]} if parent else {}
         if dim.kind == "categorical":
-            choices = _kt_choices(dim, dim.name, problems)
+            choices = kt_choices(dim, dim.name, problems)
             if choices is not None:
                 hp.Choice(dim.name, choices, **cond)
         elif dim.kind == "int":
@@ -210,12 +213,8 @@ def params_from(hp: Any, space: Space) -> dict[str, Any]:
 
 def project_dir(spec: Spec, url: str, space: Space) -> Path | None:
     """Where KerasTuner keeps its state: beside a file storage, else ``None`` (a temp dir)."""
-    path: Path | None = None
-    if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///") :])
-    elif url.startswith("journal:") or url.endswith((".journal", ".log")):
-        path = Path(url.removeprefix("journal:"))
-    if path is None or str(path) in ("", ":memory:"):
+    path = parse_url(url).path
+    if path is None:
         return None
     return path.resolve().parent / "kt" / f"{spec.name}-{space_hash(space)}"
 
@@ -243,41 +242,20 @@ def _fixed_sampler() -> Any:
     return FixedSampler()
 
 
-class _Failures:
-    """``search.max_consecutive_failures`` (0 disables), as the Optuna engine counts them."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit, self.count, self.tripped = limit, 0, False
-
-    def record(self, state: str) -> None:
-        self.count = self.count + 1 if state == "FAIL" else 0
-        self.tripped = self.tripped or bool(self.limit and self.count >= self.limit)
-
-
-class _Engine:
+class TrialRunner:
     """Runs KerasTuner trials through the shared objective and records them in Optuna."""
 
-    def __init__(
-        self,
-        prepared: Any,
-        study: Any,
-        sampler: Any,
-        tracker: Any,
-        progress: Any,
-        algo: str,
-        failures: Any,
-        deadline: float | None,
-    ) -> None:
-        self.prepared, self.study, self.sampler = prepared, study, sampler
-        self.tracker, self.progress, self.algo = tracker, progress, algo
-        self.failures, self.deadline = failures, deadline
+    def __init__(self, run: StudyRun, sampler: Any, algo: str, deadline: float | None) -> None:
+        self.run, self.prepared, self.study = run, run.prepared, run.study
+        self.sampler, self.tracker, self.progress = sampler, run.tracker, run.progress
+        self.algo, self.deadline = algo, deadline
         self.objectives: dict[int, Any] = {}
-        self.stop = False
-        self.ran = 0
+
+    @property
+    def stop(self) -> bool:
+        return self.run.failures.tripped
 
     def objective(self, epochs: int | None) -> Any:
-        from weightsearch.objective import Objective
-
         spec = self.prepared.spec
         e = int(epochs) if epochs else spec.cv.epochs
         if e not in self.objectives:
@@ -314,7 +292,6 @@ class _Engine:
                 attrs["kt_resumed_from"] = str(hp.values["tuner/trial_id"])
         for key, val in attrs.items():
             trial.set_user_attr(key, val)
-        self.ran += 1
         try:
             value = objective(trial)
         except optuna.TrialPruned as exc:
@@ -342,16 +319,11 @@ class _Engine:
                     "keras_tuner.trial_id": frozen.user_attrs.get("kt_trial_id", ""),
                 },
             )
-        if not callbacks:
-            return
-        self.failures.record(frozen.state.name)
-        if self.failures.tripped:
-            self.stop = True
-        if self.progress is not None:
-            self.progress.trial_done(self.study, frozen)
+        if callbacks:
+            self.run.trial_done(self.study, frozen)
 
 
-def _make_oracle(kt: Any, spec: Spec, algo: str, hp: Any) -> Any:
+def make_oracle(kt: Any, spec: Spec, algo: str, hp: Any) -> Any:
     objective = kt.Objective(f"val_{spec.cv.metric}", direction="max")
     common = {
         "objective": objective,
@@ -370,147 +342,98 @@ def _make_oracle(kt: Any, spec: Spec, algo: str, hp: Any) -> Any:
     return kt.oracles.HyperbandOracle(max_epochs=spec.cv.epochs, factor=3, **common)
 
 
-def run_study(
-    prepared: Any,
-    *,
-    n_trials: int | None = None,
-    timeout: float | None = None,
-    storage: Any = None,
-    tracker: Any = None,
-    progress: Any = None,
-    total: int | None = None,
-    parent_run_id: str | None = None,
-    worker_index: int = 0,
-) -> Any:
-    """Run ``n_trials`` KerasTuner trials (or until ``timeout``); returns a runner Outcome.
+class KerasTunerEngine:
+    """KerasTuner's oracles (Bayesian optimisation, random search, Hyperband) on the shared
+    objective and study run (O'Malley et al., KerasTuner, 2019); one process."""
 
-    Takes the same arguments as :func:`weightsearch.runner.run_study`; worker mode
-    (``total``, ``parent_run_id``, ``worker_index``) is rejected.
-    """
-    import optuna
+    name = "keras-tuner"
 
-    from weightsearch import runner
-    from weightsearch.tracking import NullTracker, mask_url
+    def check(self, spec: Spec, space: Space) -> None:
+        """Reject what KerasTuner cannot run, up front (:func:`check_spec`)."""
+        check_spec(spec, space)
 
-    spec = prepared.spec
-    algo = check_spec(spec, prepared.space)
-    if total is not None or parent_run_id or worker_index:
-        raise SpecError(
-            [
-                "search.engine: the keras-tuner engine runs in one process; use "
-                'engine = "optuna" for parallel workers.'
-            ],
-            _where(spec),
-        )
-    import keras_tuner as kt
+    def describe(self, spec: Spec) -> str:
+        return describe(spec)
 
-    tracker = tracker or NullTracker()
-    url = storage if isinstance(storage, str) else spec.search.storage
-    store = storage if storage is not None and not isinstance(storage, str) else None
-    if store is None:
-        opener = getattr(runner, "open_storage", None)
-        store = opener(spec, url) if opener else runner.make_storage(url)
-    sampler = _fixed_sampler()
-    runner._quiet_optuna()
-    study = optuna.create_study(
-        study_name=spec.name,
-        storage=store,
-        sampler=sampler,
-        pruner=optuna.pruners.NopPruner(),
-        direction="maximize",
-        load_if_exists=True,
-    )
-    previous = (study.user_attrs.get("spec") or {}).get("search", {}).get("engine", "optuna")
-    if study.trials and previous != "keras-tuner":
-        raise SpecError(
-            [
-                f"search.engine: study {spec.name!r} in {mask_url(url)} already holds "
-                f"{len(study.trials)} trial(s) run by the {previous} engine; give the "
-                "keras-tuner run its own study name, so the engines stay comparable."
-            ],
-            _where(spec),
-        )
-    study.set_user_attr("metric", spec.cv.metric)
-    study.set_user_attr(
-        "spec", spec.to_dict() | {"search": {**spec.to_dict()["search"], "storage": mask_url(url)}}
-    )
-    study.set_user_attr("engine", "keras-tuner")
-    attach = getattr(runner, "attach_tracker", None)
-    if attach is not None:
-        attach(store, tracker)
+    def run(
+        self,
+        prepared: Prepared,
+        *,
+        n_trials: int | None = None,
+        timeout: float | None = None,
+        storage: Any = None,
+        tracker: Any = None,
+        progress: Any = None,
+        total: int | None = None,
+        parent_run_id: str | None = None,
+        worker_index: int = 0,
+        max_trials: int | None = None,
+    ) -> Outcome:
+        """Run ``n_trials`` KerasTuner trials (or until ``timeout``). Takes the Optuna
+        engine's arguments; worker mode (``total``, ``parent_run_id``, ``worker_index``,
+        ``max_trials``) is rejected."""
+        import optuna
 
-    n = n_trials if n_trials is not None else spec.search.n_trials
-    timeout = timeout or spec.search.timeout
-    failures = _Failures(spec.search.max_consecutive_failures)
-    deadline = time.monotonic() + timeout if timeout else None
-    engine = _Engine(prepared, study, sampler, tracker, progress, algo, failures, deadline)
-
-    class WeightsearchTuner(kt.Tuner):
-        """Runs the weightsearch CV objective for each KerasTuner trial."""
-
-        def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> dict[str, float]:
-            return engine.run_trial(trial)
-
-        def pre_create_trial(self) -> None:
-            engine.before_trial(self.oracle)
-
-    directory = project_dir(spec, url, prepared.space)
-    temp = None
-    if directory is None:
-        temp = tempfile.mkdtemp(prefix="weightsearch-kt-")
-        directory = Path(temp) / spec.name
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    if progress is not None:
-        progress.start(n)
-    tracker.start_study(
-        spec.name,
-        {
-            "storage": mask_url(url),
-            "n_trials": n,
-            "folds": spec.cv.folds,
-            "epochs": spec.cv.epochs,
-            "metric": spec.cv.metric,
-            "data": spec.data.source,
-            "sampler": spec.search.sampler,
-            "pruner": spec.search.pruner,
-            "seed": spec.seed,
-            "engine": "keras-tuner",
-            "kt_algorithm": ORACLE_NAMES[algo],
-            "kt_directory": str(directory),
-        },
-        {"optuna.study": spec.name, "weightsearch.engine": "keras-tuner"},
-    )
-    outcome = runner.Outcome(study=study)
-    start = time.perf_counter()
-    state = "COMPLETE"
-    try:
-        with (
-            runner._sigterm_as_interrupt(),
-            warnings.catch_warnings(),
-            contextlib.redirect_stdout(io.StringIO()),  # KerasTuner's "Reloading Tuner" etc.
-        ):
-            warnings.simplefilter("ignore")  # the GP's ConvergenceWarnings on tiny studies
-            tuner = WeightsearchTuner(
-                oracle=_make_oracle(kt, spec, algo, hyperparameters(prepared.space)),
-                directory=str(directory.parent),
-                project_name=directory.name,
-                overwrite=not study.trials,  # a fresh study gets a fresh tuner history
+        spec = prepared.spec
+        algo = check_spec(spec, prepared.space)
+        if total is not None or parent_run_id or worker_index or max_trials:
+            raise SpecError(
+                [
+                    "search.engine: the keras-tuner engine runs in one process; use "
+                    'engine = "optuna" for parallel workers.'
+                ],
+                _where(spec),
             )
-            tuner.oracle.max_trials = len(tuner.oracle.trials) + n
-            tuner.search(verbose=0)
-    except KeyboardInterrupt:
-        outcome.interrupted = True
-        state = "KILLED"
-    finally:
-        outcome.seconds = time.perf_counter() - start
-        outcome.ran = engine.ran
-        outcome.stopped_for_failures = failures.tripped
-        if failures.tripped:
-            state = "FAIL"
-        tracker.end_study(state)
-        if temp is not None:
-            shutil.rmtree(temp, ignore_errors=True)
-    return outcome
+        import keras_tuner as kt
+
+        run = StudyRun(prepared, storage=storage, tracker=tracker, progress=progress)
+        sampler = _fixed_sampler()
+        study = run.open(
+            sampler=sampler, pruner=optuna.pruners.NopPruner(), engine=self.name,
+            baseline=False,
+        )
+        n = n_trials if n_trials is not None else spec.search.n_trials
+        timeout = timeout or spec.search.timeout
+        deadline = time.monotonic() + timeout if timeout else None
+        runner = TrialRunner(run, sampler, algo, deadline)
+
+        class WeightsearchTuner(kt.Tuner):
+            """Runs the weightsearch CV objective for each KerasTuner trial."""
+
+            def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> dict[str, float]:
+                return runner.run_trial(trial)
+
+            def pre_create_trial(self) -> None:
+                runner.before_trial(self.oracle)
+
+        directory = project_dir(spec, run.url, prepared.space)
+        temp = None
+        if directory is None:
+            temp = tempfile.mkdtemp(prefix="weightsearch-kt-")
+            directory = Path(temp) / spec.name
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        params = {"engine": self.name, "kt_algorithm": ORACLE_NAMES[algo],
+                  "kt_directory": str(directory)}
+        try:
+            with (
+                run.running(n_trials=n, params=params, tags={"weightsearch.engine": self.name})
+                as outcome,
+                warnings.catch_warnings(),
+                contextlib.redirect_stdout(io.StringIO()),  # KerasTuner's "Reloading Tuner"
+            ):
+                warnings.simplefilter("ignore")  # the GP's ConvergenceWarnings on tiny studies
+                tuner = WeightsearchTuner(
+                    oracle=make_oracle(kt, spec, algo, hyperparameters(prepared.space)),
+                    directory=str(directory.parent),
+                    project_name=directory.name,
+                    overwrite=not study.trials,  # a fresh study gets a fresh tuner history
+                )
+                tuner.oracle.max_trials = len(tuner.oracle.trials) + n
+                tuner.search(verbose=0)
+        finally:
+            if temp is not None:
+                shutil.rmtree(temp, ignore_errors=True)
+        return outcome
 
 
 def describe(spec: Spec) -> str:
@@ -529,8 +452,10 @@ __all__ = [
     "check_spec",
     "describe",
     "hyperparameters",
+    "KerasTunerEngine",
+    "ORACLE_NAMES",
+    "TrialRunner",
     "params_from",
     "project_dir",
-    "run_study",
     "space_hash",
 ]

@@ -1,0 +1,60 @@
+"""Search engines by name: ``[search] engine = "<name>"``.
+
+An engine proposes a study's trials; everything else (storage, study, MLflow parent run,
+signals, failures, the outcome) is the shared :class:`~weightsearch.study.StudyRun`. Each entry
+has ``name``, ``check(spec, space)`` (refuse what it cannot run, up front), ``describe(spec)``
+and ``run(prepared, **options) -> Outcome``; its docstring says what it is. A new engine is one
+registry entry here.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from weightsearch._registry import Registry
+from weightsearch.engines.keras_tuner import KerasTunerEngine
+from weightsearch.engines.optuna_engine import OptunaEngine
+from weightsearch.spec import Spec, SpecError
+from weightsearch.study import Outcome, Prepared
+from weightsearch.study import prepare as prepare_data
+
+
+class Engine(Protocol):
+    name: str
+
+    def check(self, spec: Spec, space: Any) -> None: ...
+
+    def describe(self, spec: Spec) -> str: ...
+
+    def run(self, prepared: Prepared, **options: Any) -> Outcome: ...
+
+
+ENGINES: Registry[Engine] = Registry("engine")
+ENGINES.register("optuna")(OptunaEngine())
+ENGINES.register("keras-tuner", aliases=("kerastuner", "kt"))(KerasTunerEngine())
+
+
+def engine_of(spec: Spec) -> Engine:
+    """The spec's engine; :class:`SpecError` at ``search.engine`` if there is none."""
+    try:
+        return ENGINES.get(spec.search.engine)
+    except ValueError as exc:
+        raise SpecError([f"search.engine: {exc}"], spec.path or spec.name) from None
+
+
+def prepare(spec: Spec) -> Prepared:
+    """The spec resolved against its data (:func:`weightsearch.study.prepare`), checked by its
+    engine too, so nothing starts that cannot run."""
+    engine = engine_of(spec)
+    prepared = prepare_data(spec)
+    engine.check(spec, prepared.space)
+    return prepared
+
+
+def run_study(prepared: Prepared, **options: Any) -> Outcome:
+    """Run the prepared study with its engine; ``options`` as
+    :meth:`OptunaEngine.run <weightsearch.engines.optuna_engine.OptunaEngine.run>` takes."""
+    return engine_of(prepared.spec).run(prepared, **options)
+
+
+__all__ = ["ENGINES", "Engine", "engine_of", "prepare", "run_study"]

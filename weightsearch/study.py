@@ -1,0 +1,407 @@
+"""A study run: what every engine shares, written once.
+
+:func:`prepare` resolves a spec against its data. :class:`StudyRun` then owns one invocation
+of a study, whatever proposes its trials (Optuna's samplers, KerasTuner's oracles, or local
+worker processes):
+
+- open the storage (before the tracker, so an unreachable storage leaves nothing in MLflow);
+- create or load the study (:func:`create_study`, the one call of ``optuna.create_study``),
+  under the study's init lock, and write its masked spec;
+- start and end the MLflow parent run (or join a coordinator's);
+- treat SIGTERM like Ctrl-C, recover lost trials, count consecutive failures;
+- build the :class:`Outcome`.
+
+An engine supplies only its loop, inside ``with run.running(...)``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from weightsearch.base import application_problem
+from weightsearch.interrupts import sigterm_as_interrupt
+from weightsearch.liveness import recover_lost_trials, trials_run_since
+from weightsearch.locks import init_lock
+from weightsearch.pruners import make_pruner
+from weightsearch.samplers import make_sampler
+from weightsearch.spec import Spec, SpecError
+from weightsearch.storage import StudyError, attach_tracker, mask_url, open_storage
+from weightsearch.tracking import NullTracker
+
+
+@dataclass
+class Prepared:
+    """A spec resolved against its data."""
+
+    spec: Spec
+    data: Any  # the full Dataset
+    train: Any  # the part the search sees
+    test_idx: Any
+    space: Any
+
+
+def prepare(spec: Spec) -> Prepared:
+    """Load and check the data, split off the test part, and resolve the search space.
+
+    Engine-specific checks come on top, in :func:`weightsearch.engines.prepare`."""
+    from weightsearch import data as data_mod
+    from weightsearch.space import check_space
+
+    ds = data_mod.load(
+        spec.data.source,
+        target=list(spec.data.target) if isinstance(spec.data.target, tuple) else spec.data.target,
+        task=spec.data.task,
+        seed=spec.seed,
+        options=dict(spec.data.options),
+    )
+    train_idx, test_idx = data_mod.train_test_split(ds, spec.data.test_size, spec.seed)
+    train = ds.subset(train_idx)
+    data_mod.check_folds(train, spec.cv.folds)
+    where = spec.path or spec.name
+    if spec.cv.metric == "positive_f1" and ds.task != "binary":
+        raise SpecError(
+            [f"cv.metric: 'positive_f1' needs a binary task, but the data is {ds.task}."], where
+        )
+    problem = application_problem(spec.cv.apply_weights, ds.task)
+    if problem:
+        raise SpecError([f"cv.apply_weights: {problem}"], where)
+    if spec.tracking.enabled and spec.tracking.mlflow_uri == spec.search.storage:
+        raise SpecError(
+            ["tracking.mlflow_uri: must not be the Optuna storage's database "
+             f"({mask_url(spec.search.storage)}); both keep an alembic_version table, so give "
+             "MLflow a database of its own."],
+            where,
+        )
+    space = check_space(spec, task=ds.task, data_kind=ds.kind, input_shape=ds.input_shape)
+    return Prepared(spec=spec, data=ds, train=train, test_idx=test_idx, space=space)
+
+
+# ---- the study itself --------------------------------------------------------------------
+
+
+def study_sampler(spec: Spec, worker_index: int = 0) -> Any:
+    """The spec's sampler; each worker of a study gets its own seed (seed + worker index),
+    so parallel workers do not propose identical trials."""
+    s = spec.search
+    return make_sampler(
+        s.sampler, seed=spec.seed + worker_index, n_startup_trials=s.n_startup_trials
+    )
+
+
+def study_pruner(spec: Spec) -> Any:
+    """The spec's pruner. Its resource is the study's steps: folds side by side report one
+    value per epoch (step = epoch); folds in turn report fold k's epoch e at step
+    k · epochs + e (see weightsearch.objective)."""
+    cv = spec.cv
+    steps = cv.folds * cv.epochs if cv.parallel_folds is False else cv.epochs
+    return make_pruner(
+        spec.search.pruner, epochs=cv.epochs, steps=steps,
+        n_startup_trials=spec.search.n_startup_trials,
+    )
+
+
+def create_study(
+    spec: Spec,
+    store: Any,
+    url: str,
+    *,
+    worker_index: int = 0,
+    space: Any = None,
+    sampler: Any = None,
+    pruner: Any = None,
+    engine: str = "optuna",
+    baseline: bool = True,
+) -> Any:
+    """Create the spec's study, or load it when it exists (resume, or another worker's).
+
+    The one place weightsearch calls ``optuna.create_study``. ``sampler``/``pruner`` default
+    to the spec's. A new study's first trial is the unweighted baseline (scheme ``none``,
+    loss ``crossentropy``) when the space holds both and ``search.baseline_first`` is on, so
+    ``report`` always has a baseline to compare with (``baseline=False``: never, for an
+    engine whose own algorithm picks every trial). A study that already holds trials of
+    another engine is refused, so the engines stay comparable. Callers hold the init lock.
+    """
+    import optuna
+
+    study = optuna.create_study(
+        study_name=spec.name,
+        storage=store,
+        sampler=sampler if sampler is not None else study_sampler(spec, worker_index),
+        pruner=pruner if pruner is not None else study_pruner(spec),
+        direction="maximize",
+        load_if_exists=True,
+    )
+    previous = study.user_attrs.get("engine", "optuna")
+    if study.trials and previous != engine:
+        raise SpecError(
+            [f"search.engine: study {spec.name!r} in {mask_url(url)} already holds "
+             f"{len(study.trials)} trial(s) run by the {previous} engine; give the {engine} "
+             "run its own study name, so the engines stay comparable."],
+            spec.path or spec.name,
+        )
+    if baseline and spec.search.baseline_first and not study.trials:
+        enqueue_baseline(study, space)
+    study.set_user_attr("metric", spec.cv.metric)
+    study.set_user_attr("engine", engine)
+    as_dict = spec.to_dict()
+    as_dict["search"]["storage"] = mask_url(url)
+    study.set_user_attr("spec", as_dict)
+    return study
+
+
+def enqueue_baseline(study: Any, space: Any) -> bool:
+    """Queue ``none`` + ``crossentropy`` as the next trial if the space allows it."""
+    if space is None:
+        return False
+    schemes = space.choices["weighting"].choices
+    losses = space.choices["loss"].choices
+    if "none" not in schemes or "crossentropy" not in losses:
+        return False
+    study.enqueue_trial({"weighting.scheme": "none", "loss.name": "crossentropy"})
+    return True
+
+
+def study_params(spec: Spec, url: str, n_trials: int) -> dict[str, Any]:
+    """What the MLflow parent run records about a study invocation."""
+    return {
+        "storage": mask_url(url),
+        "n_trials": n_trials,
+        "folds": spec.cv.folds,
+        "epochs": spec.cv.epochs,
+        "metric": spec.cv.metric,
+        "data": spec.data.source,
+        "sampler": spec.search.sampler,
+        "pruner": spec.search.pruner,
+        "seed": spec.seed,
+    }
+
+
+# ---- reading a study ---------------------------------------------------------------------
+
+
+def best_value(study: Any) -> float | None:
+    """The best complete trial's value, or None."""
+    import optuna
+
+    values = [t.value for t in study.get_trials(deepcopy=False)
+              if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
+    return max(values) if values else None
+
+
+def counted_trials(study: Any, *, waiting: bool = True) -> int:
+    """Trials that count towards the budget: all of them, except lost trials that were
+    re-queued (their retry counts instead); queued (WAITING) ones only with ``waiting``."""
+    import optuna
+
+    trials = study.get_trials(deepcopy=False)
+    replaced: set[int] = set()
+    for t in trials:
+        replaced.update(t.system_attrs.get("retry_history", []))
+    return sum(
+        1
+        for t in trials
+        if t.number not in replaced and (waiting or t.state != optuna.trial.TrialState.WAITING)
+    )
+
+
+def budget_spent(study: Any, total: int) -> bool:
+    """The study counts ``total`` trials and none is queued. A queued trial (an enqueued
+    baseline, a lost trial's retry) is already counted, so running it never overshoots."""
+    import optuna
+
+    waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+    return not waiting and counted_trials(study) >= total
+
+
+def leaderboard(study: Any, top: int = 10) -> list[dict[str, Any]]:
+    """The best finished trials, best first, as plain rows."""
+    import optuna
+
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    done.sort(key=lambda t: t.value, reverse=True)
+    rows = []
+    for t in done[:top]:
+        cfg = t.user_attrs.get("config", {})
+        rows.append(
+            {
+                "trial": t.number,
+                "scheme": cfg.get("weighting", {}).get("scheme", "?"),
+                "loss": cfg.get("loss", {}).get("name", "?"),
+                "arch": cfg.get("model", {}).get("arch", "?"),
+                "value": t.value,
+                "std": t.user_attrs.get("cv_std", float("nan")),
+                "threshold": t.user_attrs.get("threshold"),
+                "tuned": t.user_attrs.get("cv_value_tuned"),
+            }
+        )
+    return rows
+
+
+# ---- one invocation ----------------------------------------------------------------------
+
+
+class ConsecutiveFailures:
+    """Stop the study after ``limit`` failed trials in a row (0 disables the check).
+
+    Optuna engines pass it as a ``study.optimize`` callback; others call :meth:`record`."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+        self.tripped = False
+
+    def record(self, state: str) -> bool:
+        """Count a finished trial's state (``"FAIL"``, ``"COMPLETE"``, ``"PRUNED"``);
+        returns whether the limit is reached."""
+        if state == "FAIL":
+            self.count += 1
+        elif state in ("COMPLETE", "PRUNED"):
+            self.count = 0
+        if self.limit and self.count >= self.limit:
+            self.tripped = True
+        return self.tripped
+
+    def __call__(self, study: Any, trial: Any) -> None:
+        if self.record(trial.state.name):
+            study.stop()
+
+
+@dataclass
+class Outcome:
+    study: Any
+    interrupted: bool = False
+    stopped_for_failures: bool = False
+    ran: int = 0
+    seconds: float = 0.0
+    failed_workers: int = 0
+    # lost trials failed and re-queued: by this process (with --workers: by any worker)
+    lost_trials: list[int] = field(default_factory=list)
+
+
+class StudyRun:
+    """One invocation of a study: its storage, study, tracker, parent run and outcome.
+
+    ``storage`` is a URL or an already opened Optuna storage (the CLI opens it before
+    creating the tracker). ``parent_run_id`` joins a coordinator's MLflow parent run instead
+    of starting one; the coordinator closes it. ``progress`` receives ``start(total, best)``,
+    ``epoch(trial, fold, epoch)`` and ``trial_done(study, trial)``; ``None`` shows nothing.
+    """
+
+    def __init__(
+        self,
+        prepared: Prepared,
+        *,
+        storage: Any = None,
+        tracker: Any = None,
+        progress: Any = None,
+        parent_run_id: str | None = None,
+    ) -> None:
+        self.prepared = prepared
+        self.spec = spec = prepared.spec
+        self.url = storage if isinstance(storage, str) else spec.search.storage
+        self.store = (
+            open_storage(spec, self.url) if storage is None or isinstance(storage, str)
+            else storage
+        )
+        self.tracker = tracker or NullTracker()
+        self.progress = progress
+        self.parent_run_id = parent_run_id
+        self.failures = ConsecutiveFailures(spec.search.max_consecutive_failures)
+        self.study: Any = None
+        self.before = 0
+        self.outcome: Outcome | None = None
+
+    def open(self, **create: Any) -> Any:
+        """Create or load the study (keywords go to :func:`create_study`); lost trials'
+        MLflow runs are closed through this run's tracker from now on."""
+        with init_lock(self.url, self.spec.name):
+            self.study = create_study(
+                self.spec, self.store, self.url, space=self.prepared.space, **create
+            )
+        attach_tracker(self.store, self.tracker)
+        self.before = len(self.study.trials)
+        return self.study
+
+    def recover(self, study: Any = None) -> list[int]:
+        """Fail and re-queue the trials whose process is gone (no-op with heartbeats)."""
+        lost = recover_lost_trials(study or self.study, self.tracker)
+        if self.outcome is not None:
+            self.outcome.lost_trials += lost
+        return lost
+
+    def trial_done(self, study: Any, trial: Any) -> None:
+        """Count a finished trial and show it."""
+        self.failures.record(trial.state.name)
+        if self.progress is not None:
+            self.progress.trial_done(study, trial)
+
+    @property
+    def callbacks(self) -> list[Any]:
+        """``study.optimize`` callbacks: the failure counter, then the progress display."""
+        shown = [self.progress.trial_done] if self.progress is not None else []
+        return [self.failures, *shown]
+
+    @contextmanager
+    def running(
+        self, *, n_trials: int, params: dict[str, Any] | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> Iterator[Outcome]:
+        """Start the parent run and the progress display, run the engine's loop with SIGTERM
+        as Ctrl-C, and fill in the outcome, however the loop ends. An interrupt is caught
+        (``outcome.interrupted``); the run ends KILLED, FAIL (too many failures) or
+        COMPLETE."""
+        if self.study is None:
+            self.open()
+        spec, tracker = self.spec, self.tracker
+        outcome = self.outcome = Outcome(study=self.study)
+        if self.progress is not None:
+            self.progress.start(n_trials, best=best_value(self.study))
+        if self.parent_run_id:
+            tracker.parent_run_id = self.parent_run_id
+        else:
+            tracker.start_study(
+                spec.name,
+                {**study_params(spec, self.url, n_trials), **(params or {})},
+                {"optuna.study": spec.name, **(tags or {})},
+            )
+        start = time.perf_counter()
+        state = "COMPLETE"
+        try:
+            with sigterm_as_interrupt():
+                yield outcome
+        except KeyboardInterrupt:
+            outcome.interrupted = True
+            state = "KILLED"
+        finally:
+            outcome.seconds = time.perf_counter() - start
+            outcome.ran = trials_run_since(outcome.study, self.before)
+            outcome.stopped_for_failures = self.failures.tripped
+            if self.failures.tripped or outcome.failed_workers:
+                state = "FAIL"
+            if self.parent_run_id:
+                tracker.parent_run_id = None  # the coordinator owns and closes it
+            else:
+                tracker.end_study(state)
+
+
+__all__ = [
+    "ConsecutiveFailures",
+    "Outcome",
+    "Prepared",
+    "StudyError",
+    "StudyRun",
+    "best_value",
+    "budget_spent",
+    "counted_trials",
+    "create_study",
+    "enqueue_baseline",
+    "leaderboard",
+    "prepare",
+    "study_params",
+    "study_pruner",
+    "study_sampler",
+]
