@@ -337,7 +337,7 @@ def test_task_override(tmp_path: Path) -> None:
 def test_label_encoding_property(labels: list[str]) -> None:
     if len(set(labels)) < 2:
         return
-    y, classes = D._encode_labels(np.array(labels, dtype=object), "mem")
+    y, classes = D.encode_labels(np.array(labels, dtype=object), "mem")
     assert classes == sorted(set(labels))
     assert [classes[i] for i in y] == labels
 
