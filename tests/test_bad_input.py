@@ -34,8 +34,9 @@ def _spec(tmp: Path, data: str, body: str = CV + SPACE, head: str = HEAD) -> Pat
     return path
 
 
-def _case_files(tmp: Path) -> dict[str, tuple[str, str, str]]:
-    """case → (spec data section, expected text in the error, spec body override or '')."""
+def _case_files(tmp: Path) -> dict[str, tuple[str, tuple[str, ...], str]]:
+    """case → (spec data section, texts expected in one error line (what, where, the
+    problem), spec body override or '')."""
     nan = _csv(tmp, "nan.csv", _rows(20).replace("0.5,5,1", "nan,5,1"))
     strings = _csv(tmp, "str.csv", "a,colour,label\n" + "".join(
         f"{i},{'red' if i % 2 else 'blue'},{i % 2}\n" for i in range(20)))
@@ -46,14 +47,20 @@ def _case_files(tmp: Path) -> dict[str, tuple[str, str, str]]:
     imgs = tmp / "seq.npz"
     np.savez(imgs, x=np.random.rand(40, 28, 28).astype("float32"), y=np.arange(40) % 2)
     return {
-        "missing file": (f'source = "{tmp}/nope.csv"', "nope.csv", ""),
-        "empty file": (f'source = "{empty}"', "empty.csv", ""),
-        "missing target": (f'source = "{notarget}"\ntarget = "label"', "label", ""),
-        "nan features": (f'source = "{nan}"', "nan.csv", ""),
-        "string features": (f'source = "{strings}"', "colour", ""),
-        "single class": (f'source = "{single}"', "single class", ""),
-        "too few rows": (f'source = "{few}"\ntest_size = 0.0', "fold", ""),
-        "image shape": (f'source = "{imgs}"', "space.model.arch",
+        "missing file": (f'source = "{tmp}/nope.csv"', ("nope.csv", "not found"), ""),
+        "empty file": (f'source = "{empty}"', ("empty.csv", "is empty"), ""),
+        "missing target": (f'source = "{notarget}"\ntarget = "label"',
+                           ("nolabel.csv", "no target column(s) 'label'", "'y'"), ""),
+        "nan features": (f'source = "{nan}"',
+                         ("nan.csv", "feature column(s) 'a'", "NaN or infinite", "1 row(s)"), ""),
+        "string features": (f'source = "{strings}"',
+                            ("str.csv", "feature column(s) 'colour'", "not numeric"), ""),
+        "single class": (f'source = "{single}"',
+                         ("single.csv", "target column 'label'", "single class '0'"), ""),
+        "too few rows": (f'source = "{few}"\ntest_size = 0.0',
+                         ("few.csv", "class '1' has 1 row(s)", "fewer than the 2 CV folds"), ""),
+        "image shape": (f'source = "{imgs}"',
+                        ("space.model.arch", "'cnn'", "(H, W, C)", "shape (28, 28)"),
                         CV + '[space.model]\narch = "cnn"\n'),
     }
 
@@ -77,13 +84,16 @@ SPEC_CASES = {
 }
 
 
-def _assert_clean_failure(capsys, code: int, expected: str, tmp: Path) -> None:
+def _assert_clean_failure(capsys, code: int, expected: str | tuple[str, ...], tmp: Path) -> None:
+    """Exit 2, no traceback, only ``error:`` lines, one holding every ``expected`` text, and
+    no study or MLflow store written."""
+    parts = (expected,) if isinstance(expected, str) else expected
     err = capsys.readouterr().err
     assert code == 2, err
     assert "Traceback" not in err
     lines = [x for x in err.strip().splitlines() if x]
     assert lines and all(x.startswith("error: ") for x in lines), err
-    assert any(expected in x for x in lines), err
+    assert any(all(p in x for p in parts) for x in lines), err
     assert not (tmp / "optuna.db").exists() and not (tmp / "mlflow.db").exists()
 
 

@@ -15,6 +15,7 @@ from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.model_selection import StratifiedKFold
 
 from weightsearch import data as D
+from weightsearch.base import TASKS
 from weightsearch.data import DataError, Dataset
 
 # ------------------------------------------------------------------------------------------
@@ -89,6 +90,53 @@ def test_list_datasets() -> None:
     names = [n for n, _ in D.list_datasets()]
     assert names == ["digits-lt", "breast-cancer", "synthetic", "synthetic-multilabel"]
     assert all(isinstance(d, str) and d and "\n" not in d for _, d in D.list_datasets())
+
+
+#: A size small enough for any built-in that takes one.
+SMALL = {"n_samples": 100}
+
+
+def _load_small(name: str, seed: int) -> Dataset:
+    """The built-in ``name``, with ``SMALL`` options where its generator takes a size."""
+    try:
+        return D.load(D.BUILTIN_PREFIX + name, seed=seed, options=SMALL)
+    except DataError as err:
+        if "unknown option(s) ['n_samples']" not in str(err):
+            raise
+    return D.load(D.BUILTIN_PREFIX + name, seed=seed)
+
+
+@pytest.mark.parametrize("name", list(D.BUILTINS))
+def test_builtin_contract(name: str) -> None:
+    """Every registered built-in honours the Dataset conventions (module docstring)."""
+    ds = _load_small(name, seed=0)
+    assert ds.name == D.BUILTIN_PREFIX + name
+    assert ds.task in TASKS
+    assert ds.x.dtype == np.float32 and ds.x.ndim in (2, 3, 4)
+    assert ds.input_shape == ds.x.shape[1:] and len(ds.x) == len(ds.y) > 0
+    assert np.isfinite(ds.x).all()
+    assert ds.y.dtype == np.int64
+    assert len(set(ds.classes)) == len(ds.classes) and all(isinstance(c, str) for c in ds.classes)
+    if ds.task == "multilabel":
+        assert ds.y.shape == (len(ds.x), ds.n_classes)
+        assert set(np.unique(ds.y).tolist()) <= {0, 1}
+        positives = ds.y.sum(axis=0)
+        assert np.all(positives > 0) and np.all(positives < len(ds.y))  # every label present
+    else:
+        assert ds.y.shape == (len(ds.x),)
+        assert np.unique(ds.y).tolist() == list(range(ds.n_classes))  # every class present
+        assert (ds.n_classes == 2) == (ds.task == "binary")
+    if ds.feature_names is not None:
+        assert ds.x.ndim == 2 and len(ds.feature_names) == ds.x.shape[1]
+    description = D.BUILTINS[name][1]
+    assert isinstance(description, str) and description.strip() and "\n" not in description
+    assert dict(D.list_datasets())[name] == description
+    again = _load_small(name, seed=0)
+    np.testing.assert_array_equal(again.x, ds.x)
+    np.testing.assert_array_equal(again.y, ds.y)
+    assert (again.classes, again.task, again.feature_names) == (
+        ds.classes, ds.task, ds.feature_names
+    )
 
 
 def test_digits_lt_long_tail(digits: Dataset) -> None:
@@ -198,13 +246,15 @@ def test_synthetic_multilabel_is_learnable(multilabel: Dataset) -> None:
         ("builtin:synthetic", {"weights": [0.5, 0.4]}, ["'weights'", "summing to 1"]),
         ("builtin:synthetic", {"weights": [1.0]}, ["'weights'", "at least 2"]),
         ("builtin:synthetic", {"weights": "0.5"}, ["'weights'", "list of numbers"]),
-        ("builtin:synthetic", {"weights": [0.999, 0.001], "n_samples": 100}, ["weights"]),
+        ("builtin:synthetic", {"weights": [0.999, 0.001], "n_samples": 100},
+         ["'weights'", "class 1 gets only 0", "expected at least 2"]),
         ("builtin:synthetic", {"n_samples": 1.5}, ["'n_samples'", "integer", "1.5"]),
-        ("builtin:synthetic", {"flip_y": 2}, ["'flip_y'", "2"]),
-        ("builtin:synthetic", {"n_informative": 30}, ["'n_informative'", "30"]),
+        ("builtin:synthetic", {"flip_y": 2}, ["'flip_y'", "[0, 1]", "got 2"]),
+        ("builtin:synthetic", {"n_informative": 30},
+         ["'n_informative'", "at most n_features = 20", "got 30"]),
         ("builtin:synthetic-multilabel", {"rates": [0.5, 1.2]}, ["'rates'", "(0, 1)", "1.2"]),
         ("builtin:synthetic-multilabel", {"rates": [0.0]}, ["'rates'", "(0, 1)"]),
-        ("builtin:digits-lt", {"imbalance_ratio": 0.5}, ["'imbalance_ratio'", "0.5"]),
+        ("builtin:digits-lt", {"imbalance_ratio": 0.5}, ["'imbalance_ratio'", "[1, inf]", "0.5"]),
         ("builtin:breast-cancer", {"x": 1}, ["builtin:breast-cancer", "'x'", "no options"]),
     ],
 )
@@ -216,8 +266,10 @@ def test_builtin_task_override_and_target() -> None:
     ds = D.load("builtin:breast-cancer", task="multiclass")
     assert ds.task == "multiclass" and ds.positive_class is None
     _raises(["task='binary'", "10"], D.load, "builtin:digits-lt", task="binary")
-    _raises(["task='multilabel'"], D.load, "builtin:breast-cancer", task="multilabel")
-    _raises(["target", "builtin:synthetic"], D.load, "builtin:synthetic", target="y")
+    _raises(["task='multilabel'", "builtin:breast-cancer", "holds single labels"], D.load,
+            "builtin:breast-cancer", task="multilabel")
+    _raises(["target='y'", "only for CSV/Parquet", "builtin:synthetic"], D.load,
+            "builtin:synthetic", target="y")
     _raises(["task must be one of", "'regression'"], D.load, "builtin:synthetic", task="regression")
 
 
@@ -319,9 +371,11 @@ def test_task_override(tmp_path: Path) -> None:
     path = _write(df, tmp_path / "two.csv")
     assert D.load(path).task == "binary"
     assert D.load(path, task="multiclass").task == "multiclass"
-    _raises(["two.csv", "task='multilabel'"], D.load, path, task="multilabel")
+    _raises(["two.csv", "task='multilabel'", "holds single labels"], D.load, path,
+            task="multilabel")
     three = _write(_table(), tmp_path / "three.csv")
-    _raises(["three.csv", "task='binary'", "3"], D.load, three, task="binary")
+    _raises(["three.csv", "task='binary'", "exactly 2 classes", "has 3"], D.load, three,
+            task="binary")
 
     onehot = np.eye(3, dtype=int)[[0, 1, 2, 1, 0, 2]]
     np.savez(tmp_path / "oh.npz", x=np.ones((6, 2)), y=onehot)
@@ -337,7 +391,7 @@ def test_task_override(tmp_path: Path) -> None:
 def test_label_encoding_property(labels: list[str]) -> None:
     if len(set(labels)) < 2:
         return
-    y, classes = D._encode_labels(np.array(labels, dtype=object), "mem")
+    y, classes = D.encode_labels(np.array(labels, dtype=object), "mem")
     assert classes == sorted(set(labels))
     assert [classes[i] for i in y] == labels
 
@@ -359,15 +413,16 @@ def test_missing_file_and_extension(tmp_path: Path) -> None:
 def test_empty_and_unreadable_files(tmp_path: Path) -> None:
     for name in ("empty.csv", "empty.parquet", "empty.npz"):
         (tmp_path / name).write_bytes(b"")
-        _raises([name, "empty"], D.load, str(tmp_path / name))
+        _raises([name, "is empty"], D.load, str(tmp_path / name))
     (tmp_path / "header.csv").write_text("a,b,label\n")
     _raises(["header.csv", "no data rows"], D.load, str(tmp_path / "header.csv"))
     (tmp_path / "ragged.csv").write_text("a,label\n1,2\n3,4,5,6\n")
     _raises(["ragged.csv", "Could not read", "CSV"], D.load, str(tmp_path / "ragged.csv"))
     (tmp_path / "junk.parquet").write_bytes(b"not a parquet file at all")
-    _raises(["junk.parquet", "Parquet"], D.load, str(tmp_path / "junk.parquet"))
+    _raises(["junk.parquet", "Could not read", "Parquet"], D.load,
+            str(tmp_path / "junk.parquet"))
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    _raises(["junk.npz", "NPZ"], D.load, str(tmp_path / "junk.npz"))
+    _raises(["junk.npz", "Could not read", "NPZ"], D.load, str(tmp_path / "junk.npz"))
 
 
 def test_target_column_errors(tmp_path: Path) -> None:
@@ -375,7 +430,8 @@ def test_target_column_errors(tmp_path: Path) -> None:
     path = _write(df, tmp_path / "t.csv")
     _raises(["t.csv", "'label' or 'target'", "target=", "'f'", "'cls'"], D.load, path)
     _raises(["t.csv", "'y'", "available columns", "'cls'"], D.load, path, target="y")
-    _raises(["t.csv", "'zz'"], D.load, path, target=["cls", "zz"])
+    msg = _raises(["t.csv", "no target column(s) 'zz'"], D.load, path, target=["cls", "zz"])
+    assert "column(s) 'cls'" not in msg
     _raises(["t.csv", "no feature columns"], D.load,
             _write(df[["cls"]], tmp_path / "t.csv"), target="cls")
 
@@ -389,7 +445,8 @@ def test_bad_features(tmp_path: Path) -> None:
             "label": [0, 1, 0, 1],
         }
     )
-    msg = _raises(["nan.csv", "'gap'", "'big'", "3 row(s)"], D.load,
+    msg = _raises(["nan.csv", "feature column(s) 'gap', 'big'", "NaN or infinite", "3 row(s)"],
+                  D.load,
                   _write(df, tmp_path / "nan.csv"))
     assert "'ok'" not in msg
     df = pd.DataFrame({"color": ["r", "g", "b", "r"], "n": [1, 2, 3, 4], "label": [0, 1, 0, 1]})
@@ -398,7 +455,8 @@ def test_bad_features(tmp_path: Path) -> None:
     assert "'n'" not in msg
     np.savez(tmp_path / "nan.npz", x=np.array([[1.0, np.nan], [1.0, 2.0], [np.inf, 0]]),
              y=[0, 1, 0])
-    _raises(["nan.npz", "'x'", "2 row(s)"], D.load, str(tmp_path / "nan.npz"))
+    _raises(["nan.npz", "array 'x'", "NaN or infinite", "2 row(s)"], D.load,
+            str(tmp_path / "nan.npz"))
 
 
 def test_label_errors(tmp_path: Path) -> None:
@@ -422,9 +480,10 @@ def test_npz_structure_errors(tmp_path: Path) -> None:
     np.savez(tmp_path / "len.npz", x=np.ones((5, 2)), y=[0, 1, 0, 1])
     _raises(["len.npz", "'x' has 5 rows", "'y' has 4"], D.load, str(tmp_path / "len.npz"))
     np.savez(tmp_path / "noy.npz", x=np.ones((5, 2)), labels=[0, 1, 0, 1, 1])
-    _raises(["noy.npz", "'y'", "'labels'"], D.load, str(tmp_path / "noy.npz"))
+    _raises(["noy.npz", "no array(s) ['y']", "'labels'"], D.load, str(tmp_path / "noy.npz"))
     np.savez(tmp_path / "t.npz", x=np.ones((4, 2)), y=[0, 1, 0, 1])
-    _raises(["t.npz", "target="], D.load, str(tmp_path / "t.npz"), target="y")
+    _raises(["t.npz", "target='y'", "only for CSV/Parquet", "'y' array"], D.load,
+            str(tmp_path / "t.npz"), target="y")
 
 
 def test_errors_write_nothing(tmp_path: Path) -> None:
@@ -452,7 +511,7 @@ def test_check_folds(digits: Dataset, multilabel: Dataset) -> None:
     _raises(["label 'label_3'", f"{n_pos} 1s", "10 CV folds"], D.check_folds, small, 10)
     mostly = Dataset(np.ones((12, 1)), np.array([[1]] * 10 + [[0]] * 2), ["x"], "multilabel", "m")
     _raises(["label 'x'", "2 0s", "3 CV folds"], D.check_folds, mostly, 3)
-    _raises(["folds", "1"], D.check_folds, digits, 1)
+    _raises(["folds must be an integer ≥ 2", "got 1"], D.check_folds, digits, 1)
 
 
 def test_train_test_split_stratified(digits: Dataset) -> None:
@@ -469,7 +528,7 @@ def test_train_test_split_stratified(digits: Dataset) -> None:
     all_, none = D.train_test_split(digits, 0, seed=0)
     np.testing.assert_array_equal(all_, np.arange(len(digits)))
     assert none.shape == (0,) and none.dtype == np.int64
-    _raises(["test_size", "1.5"], D.train_test_split, digits, 1.5, 0)
+    _raises(["test_size", "[0, 1)", "got 1.5"], D.train_test_split, digits, 1.5, 0)
 
 
 def test_train_test_split_multilabel(multilabel: Dataset) -> None:
@@ -510,8 +569,8 @@ def test_kfold_multilabel_uses_iterstrat(multilabel: Dataset) -> None:
         np.testing.assert_array_equal(tr, rtr)
         np.testing.assert_array_equal(va, rva)
         np.testing.assert_allclose(multilabel.y[va].mean(0), [0.4, 0.2, 0.1, 0.05], atol=0.01)
-    _raises(["folds"], D.kfold, multilabel.y, "multilabel", 0, 0)
-    _raises(["task"], D.kfold, multilabel.y, "multi", 3, 0)
+    _raises(["folds must be an integer ≥ 2", "got 0"], D.kfold, multilabel.y, "multilabel", 0, 0)
+    _raises(["task must be one of", "'multi'"], D.kfold, multilabel.y, "multi", 3, 0)
 
 
 # ------------------------------------------------------------------------------------------
@@ -551,10 +610,12 @@ def test_load_features_table(tmp_path: Path) -> None:
     assert "missing" not in msg
     _raises(["new.csv", "missing column(s) 'c'", "unexpected column(s) 'b'"],
             D.load_features, path, feature_names=["a", "c"], input_shape=(2,), ignore=["label"])
-    _raises(["new.csv", ".npz"], D.load_features, path, feature_names=None, input_shape=(8, 8, 1))
+    _raises(["new.csv", "is a table", "without column names", "expected an .npz"],
+            D.load_features, path, feature_names=None, input_shape=(8, 8, 1))
     pq = _write(pd.DataFrame({"a": [np.nan], "b": [1.0]}), tmp_path / "nan.parquet")
-    _raises(["nan.parquet", "'a'"], D.load_features, pq, feature_names=["a", "b"],
-            input_shape=(2,))
+    msg = _raises(["nan.parquet", "feature column(s) 'a'", "NaN or infinite", "1 row(s)"],
+                  D.load_features, pq, feature_names=["a", "b"], input_shape=(2,))
+    assert "'b'" not in msg
 
 
 def test_load_features_npz(tmp_path: Path) -> None:
@@ -565,7 +626,8 @@ def test_load_features_npz(tmp_path: Path) -> None:
     _raises(["wrong.npz", "(3, 8, 8)", "(N, 8, 8, 1)"], D.load_features,
             str(tmp_path / "wrong.npz"), feature_names=None, input_shape=(8, 8, 1))
     np.savez(tmp_path / "nox.npz", y=[0, 1])
-    _raises(["nox.npz", "'x'"], D.load_features, str(tmp_path / "nox.npz"),
+    _raises(["nox.npz", "no array(s) ['x']", "found ['y']"], D.load_features,
+            str(tmp_path / "nox.npz"),
             feature_names=None, input_shape=(2,))
     _raises(["gone.npz", "not found"], D.load_features, str(tmp_path / "gone.npz"),
             feature_names=None, input_shape=(2,))

@@ -1,0 +1,322 @@
+"""Loading: :func:`load` (a built-in or a CSV/Parquet/NPZ file) and :func:`load_features` (new
+data for prediction), with the file readers and their checks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from weightsearch.data.builtins import BUILTIN_PREFIX, BUILTINS, load_builtin
+from weightsearch.data.dataset import DataError, Dataset, quote_list
+from weightsearch.data.labels import (
+    check_label_columns,
+    check_multihot,
+    encode_labels,
+    resolve_task,
+    single_label,
+)
+
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+SUFFIXES = (*TABLE_SUFFIXES, ".npz")
+DEFAULT_TARGETS = ("label", "target")
+
+
+def _check_path(source: str) -> Path:
+    path = Path(source)
+    if not path.exists():
+        names = ", ".join(BUILTIN_PREFIX + n for n in BUILTINS)
+        raise DataError(
+            f"Data file {source!r} not found; expected an existing .csv, .parquet, .pq or .npz "
+            f"file, or one of: {names}."
+        )
+    if path.is_dir():
+        raise DataError(
+            f"Data path {source!r} is a directory; expected a .csv, .parquet, .pq or .npz file."
+        )
+    if path.suffix.lower() not in SUFFIXES:
+        raise DataError(
+            f"Data file {source!r} has unsupported extension {path.suffix!r}; expected one of "
+            f"{', '.join(SUFFIXES)}."
+        )
+    if path.stat().st_size == 0:
+        raise DataError(f"Data file {source!r} is empty; expected a {path.suffix} file with data.")
+    return path
+
+
+def _read_table(path: Path, source: str) -> pd.DataFrame:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            df = pd.read_csv(path)
+        else:
+            df = pd.read_parquet(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(
+            f"Data file {source!r} is empty; expected a header and data rows."
+        ) from None
+    except Exception as err:  # noqa: BLE001 - any parser failure is the user's file
+        kind = "CSV" if suffix == ".csv" else "Parquet"
+        msg = " ".join(str(err).split())[:200]
+        raise DataError(
+            f"Could not read {source!r} as {kind}: {type(err).__name__}: {msg}"
+        ) from None
+    if len(df.columns) == 0 or len(df) == 0:
+        raise DataError(
+            f"Data file {source!r} has no data rows; expected a header and at least one row."
+        )
+    df.columns = [str(c) for c in df.columns]
+    return df
+
+
+def _table_features(df: pd.DataFrame, columns: list[str], source: str) -> np.ndarray:
+    """Numeric, finite feature columns as float32; ``DataError`` naming bad columns."""
+    if not columns:
+        raise DataError(f"Data file {source!r} has no feature columns besides the target.")
+    non_numeric = [
+        c for c in columns
+        if not (pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c]))
+    ]
+    if non_numeric:
+        raise DataError(
+            f"Data file {source!r}: feature column(s) {quote_list(non_numeric)} are not numeric; "
+            "expected numbers only (encode categories first, e.g. pandas.get_dummies)."
+        )
+    x = df[columns].to_numpy(dtype=np.float64, na_value=np.nan)
+    _check_finite(x, source, columns)
+    return x.astype(np.float32)
+
+
+def _check_finite(x: np.ndarray, source: str, columns: list[str] | None) -> None:
+    """``DataError`` naming the columns (or array ``x``) with NaN/inf and the bad-row count."""
+    flat = x.reshape(len(x), -1)
+    bad = ~np.isfinite(flat)
+    if not bad.any():
+        return
+    rows = int(bad.any(axis=1).sum())
+    if columns is not None:
+        cols = [columns[j] for j in np.flatnonzero(bad.any(axis=0))]
+        what = f"feature column(s) {quote_list(cols)}"
+    else:
+        what = "array 'x'"
+    raise DataError(
+        f"Data file {source!r}: {what} contain NaN or infinite values in {rows} row(s); "
+        "expected finite numbers (impute or drop those rows)."
+    )
+
+
+def _load_table(
+    path: Path, source: str, target: str | list[str] | None, task: str | None
+) -> Dataset:
+    df = _read_table(path, source)
+    available = list(df.columns)
+    if target is None:
+        found = [c for c in DEFAULT_TARGETS if c in available]
+        if not found:
+            raise DataError(
+                f"Data file {source!r} has no 'label' or 'target' column; pass target=<column> "
+                "(or a list of 0/1 columns for multi-label). "
+                f"Available columns: {quote_list(available)}."
+            )
+        target = found[0]
+    if isinstance(target, str):
+        targets = [target]
+    else:
+        targets = [str(t) for t in target]
+        if not targets:
+            raise DataError(f"target for {source!r} is an empty list; expected column name(s).")
+        if len(set(targets)) != len(targets):
+            raise DataError(f"target for {source!r} lists a column twice: {targets}.")
+    missing = [t for t in targets if t not in available]
+    if missing:
+        raise DataError(
+            f"Data file {source!r} has no target column(s) {quote_list(missing)}; "
+            f"available columns: {quote_list(available)}."
+        )
+    features = [c for c in available if c not in targets]
+    x = _table_features(df, features, source)
+
+    if isinstance(target, str):
+        where = f"Data file {source!r}, target column {target!r}"
+        y, classes = encode_labels(df[target].to_numpy(), where)
+        detected = single_label(y, classes, where)
+    else:
+        cols = [
+            check_multihot(df[t].to_numpy(), f"Data file {source!r}, target column {t!r},")
+            for t in targets
+        ]
+        y = np.stack(cols, axis=1)
+        classes = list(targets)
+        detected = "multilabel"
+    y, classes, task = resolve_task(y, classes, detected, task, f"{source!r}")
+    if task == "multilabel":
+        check_label_columns(y, classes, lambda t: f"Data file {source!r}, target column {t!r},")
+    return Dataset(x=x, y=y, classes=classes, task=task, name=source, feature_names=features)
+
+
+def _read_npz(path: Path, source: str, required: tuple[str, ...]) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            present = list(npz.files)
+            missing = [k for k in required if k not in present]
+            if missing:
+                raise DataError(
+                    f"Data file {source!r} has no array(s) {missing}; expected arrays "
+                    f"{list(required)}, found {present}."
+                )
+            return {k: npz[k] for k in required}
+    except DataError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any failure to parse is the user's file
+        msg = " ".join(str(err).split())[:200]
+        raise DataError(f"Could not read {source!r} as NPZ: {type(err).__name__}: {msg}") from None
+
+
+def _npz_x(x: np.ndarray, source: str) -> np.ndarray:
+    if x.dtype.kind not in "biuf":
+        raise DataError(
+            f"Data file {source!r}: array 'x' has dtype {x.dtype}; expected numbers."
+        )
+    if x.ndim == 1:
+        x = x[:, None]
+    x = x.astype(np.float64)
+    _check_finite(x, source, None)
+    return x.astype(np.float32)
+
+
+def _load_npz(path: Path, source: str, target: Any, task: str | None) -> Dataset:
+    if target is not None:
+        raise DataError(
+            f"target={target!r} is only for CSV/Parquet files; {source!r} is NPZ and uses its "
+            "'y' array."
+        )
+    arrays = _read_npz(path, source, ("x", "y"))
+    x, y = arrays["x"], arrays["y"]
+    if x.ndim == 0 or y.ndim == 0:
+        raise DataError(f"Data file {source!r}: arrays 'x' and 'y' must have a row axis, "
+                        f"but got shapes {x.shape} and {y.shape}.")
+    if len(x) != len(y):
+        raise DataError(
+            f"Data file {source!r}: array 'x' has {len(x)} rows but 'y' has {len(y)}; "
+            "expected the same number."
+        )
+    if len(x) == 0:
+        raise DataError(f"Data file {source!r} has 0 rows; expected data.")
+    if x.ndim > 4:
+        raise DataError(
+            f"Data file {source!r}: array 'x' has shape {x.shape}; expected 2 (tabular), "
+            "3 (sequence) or 4 (image) dimensions."
+        )
+    x = _npz_x(x, source)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim == 1:
+        where = f"Data file {source!r}, array 'y'"
+        y, classes = encode_labels(y, where)
+        detected = single_label(y, classes, where)
+    elif y.ndim == 2:
+        cols = [
+            check_multihot(y[:, j], f"Data file {source!r}, array 'y' column {j},")
+            for j in range(y.shape[1])
+        ]
+        y = np.stack(cols, axis=1)
+        classes = [f"label_{j}" for j in range(y.shape[1])]
+        detected = "multilabel"
+    else:
+        raise DataError(
+            f"Data file {source!r}: array 'y' has shape {y.shape}; expected (N,) labels or "
+            "(N, L) 0/1 multi-hot."
+        )
+    y, classes, task = resolve_task(y, classes, detected, task, f"{source!r}")
+    if task == "multilabel":
+        check_label_columns(
+            y, classes, lambda t: f"Data file {source!r}, array 'y' column {t!r},"
+        )
+    return Dataset(x=x, y=y, classes=classes, task=task, name=source, feature_names=None)
+
+
+def load(
+    source: str,
+    *,
+    target: str | list[str] | None = None,
+    task: str | None = None,
+    seed: int = 0,
+    options: dict[str, Any] | None = None,
+) -> Dataset:
+    """Load ``"builtin:<name>"`` or a ``.csv``/``.parquet``/``.pq``/``.npz`` file.
+
+    ``target`` names the label column (default ``"label"`` or ``"target"``) or a list of 0/1
+    columns (multi-label); ``task`` overrides the detected task; ``seed`` and ``options`` are
+    used by the built-ins only. Every user-caused problem raises :class:`DataError`.
+    """
+    source = str(source)
+    if source.startswith(BUILTIN_PREFIX):
+        return load_builtin(source, target=target, task=task, seed=seed, options=options)
+    if options:
+        raise DataError(
+            f"options {sorted(options)} are only for built-in datasets, not {source!r}."
+        )
+    path = _check_path(source)
+    if path.suffix.lower() in TABLE_SUFFIXES:
+        return _load_table(path, source, target, task)
+    return _load_npz(path, source, target, task)
+
+
+def load_features(
+    path: str,
+    *,
+    feature_names: list[str] | None,
+    input_shape: tuple[int, ...],
+    ignore: Sequence[str] = (),
+) -> np.ndarray:
+    """Features of new data for prediction, validated against the training data.
+
+    CSV/Parquet must hold exactly ``feature_names`` (any order; columns in ``ignore``, e.g.
+    the training target columns, are dropped); NPZ array ``x`` must have shape
+    ``(N, *input_shape)``. Returns float32 ``(N, *input_shape)``.
+    """
+    source = str(path)
+    p = _check_path(source)
+    input_shape = tuple(int(d) for d in input_shape)
+    if p.suffix.lower() in TABLE_SUFFIXES:
+        if feature_names is None:
+            raise DataError(
+                f"Data file {source!r} is a table, but the model was trained on "
+                f"{input_shape}-shaped inputs without column names; expected an .npz with "
+                "array 'x'."
+            )
+        df = _read_table(p, source)
+        ignored = {str(c) for c in ignore}
+        cols = [c for c in df.columns if c not in ignored]
+        missing = [f for f in feature_names if f not in cols]
+        extra = [c for c in cols if c not in set(feature_names)]
+        if missing or extra:
+            parts = []
+            if missing:
+                parts.append(f"missing column(s) {quote_list(missing)}")
+            if extra:
+                parts.append(f"unexpected column(s) {quote_list(extra)}")
+            raise DataError(
+                f"Data file {source!r} does not match the training features: "
+                f"{'; '.join(parts)}; expected exactly {len(feature_names)} columns "
+                f"{quote_list(feature_names)}."
+            )
+        x = _table_features(df, list(feature_names), source)
+    else:
+        x = _read_npz(p, source, ("x",))["x"]
+        if x.ndim == 1 and input_shape == (1,):
+            x = x[:, None]
+        if x.ndim == 0 or tuple(x.shape[1:]) != input_shape:
+            raise DataError(
+                f"Data file {source!r}: array 'x' has shape {tuple(x.shape)}; expected "
+                f"(N, {', '.join(str(d) for d in input_shape)}) as in training."
+            )
+        x = _npz_x(x, source)
+    if x.shape[1:] != input_shape:
+        raise DataError(
+            f"Data file {source!r} gives inputs of shape {x.shape[1:]}; expected {input_shape}."
+        )
+    return x
