@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -12,8 +13,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from weightsearch.base import APPLICATIONS, CLASS_WEIGHT_MULTILABEL  # noqa: E402
 from weightsearch.losses import (  # noqa: E402
-    APPLICATIONS,
     LOSSES,
     FocalLoss,
     LogitAdjustedLoss,
@@ -239,7 +240,7 @@ def test_weight_paths_agree_multilabel(batches, name: str, task: str) -> None:
         model.compile(optimizer="sgd", loss=b.loss(name, weights=loss_weights))
         results.append(_tape(model, b.x, b.t, **kwargs))
     _assert_same(results)
-    with pytest.raises(ValueError, match=r"argmax.*'loss' or 'sample_weight'"):
+    with pytest.raises(ValueError, match=re.escape(CLASS_WEIGHT_MULTILABEL)):
         apply_weights("class_weight", y=b.y, task=task, weights=b.weights)
 
 
@@ -435,7 +436,8 @@ def test_apply_weights_outputs() -> None:
     [
         ({"application": "focal", "task": "binary"}, r"one of loss, sample_weight.*'focal'"),
         ({"application": "loss", "task": "regression"}, r"task must be one of.*'regression'"),
-        ({"application": "class_weight", "task": "multilabel"}, r"argmax of multi-hot"),
+        ({"application": "class_weight", "task": "multilabel"},
+         "'class_weight' for task 'multilabel': " + re.escape(CLASS_WEIGHT_MULTILABEL)),
         ({"application": "loss", "task": "binary", "weights": [[1, 2]]}, r"shape \(C,\)"),
         ({"application": "sample_weight", "task": "multiclass", "weights": [1.0, 2.0]},
          r"label 2 has no weight"),

@@ -29,9 +29,9 @@ def label_pairs(draw, min_classes: int = 2, max_classes: int = 6):
 
 
 @st.composite
-def multi_hot_pairs(draw):
+def multi_hot_pairs(draw, min_labels: int = 1):
     n = draw(st.integers(1, 30))
-    n_labels = draw(st.integers(1, 5))  # L = 1 is compared column-wise (see the test)
+    n_labels = draw(st.integers(min_labels, 5))  # L = 1 is compared column-wise (see the test)
     cells = st.lists(st.integers(0, 1), min_size=n * n_labels, max_size=n * n_labels)
     t = np.array(draw(cells), dtype=np.int64).reshape(n, n_labels)
     p = np.array(draw(cells), dtype=np.int64).reshape(n, n_labels)
@@ -59,33 +59,41 @@ def test_macro_f1_equals_sklearn(pair):
     )
 
 
-@settings(max_examples=200, deadline=None)
-@given(label_pairs())
-def test_weighted_f1_equals_sklearn(pair):
-    t, p, c = pair
-    got = M.score("weighted_f1", t, p, task="multiclass", n_classes=c)
-    assert got == pytest.approx(sk_f1(t, p, c, "weighted"), abs=1e-9)
-
-
-@settings(max_examples=200, deadline=None)
-@given(label_pairs())
-def test_balanced_accuracy_equals_sklearn(pair):
-    t, p, c = pair
+def _sk_balanced_accuracy(t, p, c, positive):
+    """scikit-learn's balanced accuracy; multi-label: its mean over the label columns."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "y_pred contains classes not in y_true"
-        expected = skm.balanced_accuracy_score(t, p, adjusted=False)
-    got = M.score("balanced_accuracy", t, p, task="multiclass", n_classes=c)
-    assert got == pytest.approx(expected, abs=1e-9)
+        if t.ndim == 2:
+            return np.mean([skm.balanced_accuracy_score(t[:, j], p[:, j])
+                            for j in range(t.shape[1])])
+        return skm.balanced_accuracy_score(t, p, adjusted=False)
 
 
-@settings(max_examples=200, deadline=None)
-@given(label_pairs(2, 2), st.integers(0, 1))
-def test_positive_f1_equals_sklearn(pair, positive):
-    t, p, _ = pair
-    expected = skm.f1_score(t, p, pos_label=positive, average="binary", labels=[0, 1],
-                            zero_division=0)
-    got = M.score("positive_f1", t, p, task="binary", n_classes=2, positive=positive)
-    assert got == pytest.approx(expected, abs=1e-9)
+#: scikit-learn's score for each registered metric (a new metric needs its entry here).
+SKLEARN = {
+    "macro_f1": lambda t, p, c, positive: sk_f1(t, p, c, "macro"),
+    "weighted_f1": lambda t, p, c, positive: sk_f1(t, p, c, "weighted"),
+    "balanced_accuracy": _sk_balanced_accuracy,
+    "positive_f1": lambda t, p, c, positive: skm.f1_score(
+        t, p, pos_label=positive, average="binary", labels=[0, 1], zero_division=0
+    ),
+}
+METRIC_CASES = [(m, task) for m in M.METRICS.names() for task in M.METRICS.get(m).tasks]
+
+
+@pytest.mark.parametrize(("name", "task"), METRIC_CASES)
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_every_metric_equals_sklearn(name, task, data):
+    """Every registered metric × task it supports, against scikit-learn's own computation."""
+    if task == "multilabel":
+        t, p = data.draw(multi_hot_pairs(min_labels=2))  # sklearn reads (N, 1) as binary
+        c = t.shape[1]
+    else:
+        t, p, c = data.draw(label_pairs(2, 2) if task == "binary" else label_pairs(3, 6))
+    positive = data.draw(st.integers(0, 1)) if task == "binary" else 1
+    got = M.score(name, t, p, task=task, n_classes=c, positive=positive)
+    assert got == pytest.approx(SKLEARN[name](t, p, c, positive), abs=1e-9)
 
 
 @settings(max_examples=120, deadline=None)

@@ -1,4 +1,14 @@
-"""A small name → component table that normalises user input (after imbalanced-learn)."""
+"""A small name → component table that normalises user input (after imbalanced-learn).
+
+Every component registry (weighting schemes, losses, archs, metrics, samplers, pruners) is
+one :class:`Registry`, filled by a decorator of one shape::
+
+    @scheme("effective_number", aliases=(...), beta=Param(...))
+    def _effective_number(counts, beta): '''w_c = (1−β)/(1−β^{n_c}) (Cui et al., 2019).'''
+
+Each entry must document itself (its formula or source): :meth:`Registry.register` refuses
+an entry without a docstring, and a name or alias that is already taken.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +23,15 @@ def normalise_name(name: str) -> str:
     return str(name).strip().lower().replace("-", "_").replace(" ", "_")
 
 
+def entry_doc(obj: object) -> str:
+    """An entry's documentation: its ``doc`` attribute (the registered function's docstring)
+    when it has one, else its own docstring; ``""`` when there is none."""
+    text = getattr(obj, "doc", None)
+    if text is None:
+        text = getattr(obj, "__doc__", None)
+    return text.strip() if isinstance(text, str) else ""
+
+
 class Registry(Generic[T]):
     """Registered components of one kind (``"weighting scheme"``, ``"loss"``, ``"arch"``).
 
@@ -25,15 +44,32 @@ class Registry(Generic[T]):
         self._items: dict[str, T] = {}
         self._aliases: dict[str, str] = {}
 
-    def register(self, name: str, *, aliases: tuple[str, ...] = ()) -> Callable[[T], T]:
+    def register(
+        self, name: str, *, aliases: tuple[str, ...] = (), doc: str | None = None
+    ) -> Callable[[T], T]:
+        """Decorator adding an entry as ``name`` (normalised) with ``aliases``.
+
+        ``doc`` (default: :func:`entry_doc` of the entry) must be non-empty, else
+        ``TypeError``; a name or alias already taken is a ``ValueError``.
+        """
         key = normalise_name(name)
+        alias_keys = [normalise_name(a) for a in aliases]
 
         def decorator(obj: T) -> T:
-            if key in self._items or key in self._aliases:
-                raise ValueError(f"{self.kind} {key!r} is already registered.")
+            text = entry_doc(obj) if doc is None else doc.strip()
+            if not text:
+                raise TypeError(
+                    f"{self.kind} {key!r} needs a docstring giving its formula or source, "
+                    f"but {getattr(obj, '__qualname__', type(obj).__name__)} has none."
+                )
+            keys = [key, *alias_keys]
+            taken = [k for i, k in enumerate(keys) if k in self or k in keys[:i]]
+            if taken:
+                raise ValueError(
+                    f"{self.kind} {taken[0]!r} is already registered; expected a new name."
+                )
             self._items[key] = obj
-            for alias in aliases:
-                self._aliases[normalise_name(alias)] = key
+            self._aliases.update(dict.fromkeys(alias_keys, key))
             return obj
 
         return decorator

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 
 from weightsearch import metrics as M
+from weightsearch.base import check_task
 
 __all__ = ["MacroF1Callback"]
 
@@ -57,18 +58,18 @@ class MacroF1Callback(keras.callbacks.Callback):
         class_names: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
-        task = M._check_task(task)
-        n = M._check_n_classes(n_classes, task)
-        self.metric = M._get_metric(metric, task).name
+        task = check_task(task)
+        n = M.check_n_classes(n_classes, task)
+        self.metric = M.get_metric(metric, task).name
         if task == "multilabel":
-            y = M._check_multi_hot(y_val, "y_val", n)
+            y = M.check_multi_hot(y_val, "y_val", n)
         else:
             if np.ndim(y_val) != 1:
                 raise ValueError(
                     "y_val must be class labels of shape (N,) (not one-hot) for task "
                     f"{task!r}, but got shape {np.shape(y_val)}."
                 )
-            y = M._check_labels(y_val, "y_val", n)
+            y = M.check_labels(y_val, "y_val", n)
         try:
             n_rows = len(next(iter(x_val.values())) if isinstance(x_val, dict) else x_val)
         except TypeError:
@@ -83,11 +84,11 @@ class MacroF1Callback(keras.callbacks.Callback):
         if y.shape[0] == 0:
             raise ValueError("x_val is empty; the callback needs at least one validation row.")
         if task == "binary":
-            self.positive = M._check_positive(positive)
-            self.threshold: float | np.ndarray = M._check_threshold(threshold, None)
+            self.positive = M.check_positive(positive)
+            self.threshold: float | np.ndarray = M.check_threshold(threshold, None)
         else:
             self.positive = int(positive)
-            self.threshold = M._check_threshold(threshold, n if task == "multilabel" else None)
+            self.threshold = M.check_threshold(threshold, n if task == "multilabel" else None)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, but got {batch_size!r}.")
         if class_names is not None:
@@ -136,7 +137,7 @@ class MacroF1Callback(keras.callbacks.Callback):
     def evaluate(self, proba: np.ndarray) -> dict[str, float]:
         """The F1 entries of ``logs`` computed from validation probabilities ``proba``."""
         pred = self.predict_labels(proba)
-        counts = M._counts(self.y_val, pred, self.task, self.n_classes)
+        counts = M.confusion_counts(self.y_val, pred, self.task, self.n_classes)
         per_class = M.f1_from_confusion(counts)
         out = {"val_macro_f1": float(np.mean(per_class))}
         if self.metric != "macro_f1":
@@ -191,4 +192,4 @@ class MacroF1Callback(keras.callbacks.Callback):
             raise ValueError(f"which must be 'best' or 'last', but got {which!r}.")
         if proba is None:
             raise ValueError("no epoch has ended yet; train the model with this callback first.")
-        return M._counts(self.y_val, self.predict_labels(proba), self.task, self.n_classes)
+        return M.confusion_counts(self.y_val, self.predict_labels(proba), self.task, self.n_classes)

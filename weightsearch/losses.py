@@ -23,11 +23,10 @@ from keras import ops
 
 from weightsearch._params import Param, check_params
 from weightsearch._registry import Registry, normalise_name
+from weightsearch.base import APPLICATIONS, TASKS, application_problem, check_task
 
 __all__ = [
-    "APPLICATIONS",
     "LOSSES",
-    "TASKS",
     "FocalLoss",
     "LogitAdjustedLoss",
     "LossSpec",
@@ -35,13 +34,9 @@ __all__ = [
     "WeightedCrossentropy",
     "apply_weights",
     "build_loss",
+    "loss",
     "loss_params",
 ]
-
-from weightsearch.base import TASKS
-
-SINGLE_LABEL = ("binary", "multiclass")
-APPLICATIONS = ("loss", "sample_weight", "class_weight")
 
 
 @dataclass(frozen=True)
@@ -230,54 +225,63 @@ class WeightedBCE(_WeightedLoss):
 # --------------------------------------------------------------------------- registry
 
 
-def _register(
-    name: str, tasks: tuple[str, ...], *, needs_prior: bool = False, **params: Param
+def loss(
+    name: str,
+    *,
+    aliases: tuple[str, ...] = (),
+    tasks: tuple[str, ...] = TASKS,
+    needs_prior: bool = False,
+    **params: Param,
 ) -> Callable[[Callable[..., keras.losses.Loss]], Callable[..., keras.losses.Loss]]:
+    """Register ``factory(multilabel=, weights=, prior=, **params)`` as loss ``name`` for
+    ``tasks``; its docstring (required) gives the formula."""
+    for task in tasks:
+        check_task(task, f"loss {name!r}: tasks")
+
     def decorator(fn: Callable[..., keras.losses.Loss]) -> Callable[..., keras.losses.Loss]:
-        spec = LossSpec(normalise_name(name), fn, tasks, dict(params), needs_prior)
-        LOSSES.register(name)(spec)
+        spec = LossSpec(normalise_name(name), fn, tuple(tasks), params, needs_prior)
+        LOSSES.register(name, aliases=aliases)(spec)
         return fn
 
     return decorator
 
 
-@_register(
-    "crossentropy",
-    TASKS,
-    label_smoothing=Param(0.0, low=0.0, high=0.3, doc="label smoothing s"),
-)
+@loss("crossentropy", label_smoothing=Param(0.0, low=0.0, high=0.3, doc="label smoothing s"))
 def _crossentropy(*, multilabel: bool, weights: Any, prior: Any, **params: Any):
-    """Categorical cross-entropy (binary cross-entropy per label for multi-label)."""
+    """Cross-entropy ℓ_i = −w[y_i]·Σ_c ỹ_ic·log p_ic, ỹ = (1−s)·y + s/C; multi-label:
+    elementwise BCE −W[l, y_il]·(ỹ·log p + (1−ỹ)·log(1−p)), ỹ = (1−s)·y + s/2."""
     return WeightedCrossentropy(weights=weights, multilabel=multilabel, **params)
 
 
-@_register(
+@loss(
     "focal",
-    TASKS,
     gamma=Param(2.0, low=0.0, high=5.0, doc="focusing parameter γ"),
     alpha=Param(None, low=0.0, high=1.0, doc="balancing α (None: none; a constant factor "
                 "for single-label)"),
 )
 def _focal(*, multilabel: bool, weights: Any, prior: Any, **params: Any):
-    """Focal loss (Lin et al., ICCV 2017); with ``effective_number`` weights it is the
+    """Focal loss ℓ_i = −w[y_i]·α·(1−p_{i,y_i})^γ·log p_{i,y_i} (Lin et al., ICCV 2017);
+    multi-label: α_t·(1−p_t)^γ·BCE per element. With ``effective_number`` weights it is the
     class-balanced focal loss of Cui et al. (CVPR 2019)."""
     return FocalLoss(weights=weights, multilabel=multilabel, **params)
 
 
-@_register(
+@loss(
     "logit_adjusted",
-    TASKS,
     needs_prior=True,
     tau=Param(1.0, low=0.0, high=2.0, doc="adjustment strength τ (1: balanced softmax)"),
 )
 def _logit_adjusted(*, multilabel: bool, weights: Any, prior: Any, **params: Any):
-    """Logit-adjusted cross-entropy (Menon et al., ICLR 2021); needs ``prior``."""
+    """Logit-adjusted cross-entropy ℓ_i = CE(y_i, softmax(log p_i + τ·log π)), π the class
+    prior (Menon et al., ICLR 2021); multi-label: BCE(y, σ(logit p + τ·log(π/(1−π)))).
+    Needs ``prior``."""
     return LogitAdjustedLoss(prior=prior, weights=weights, multilabel=multilabel, **params)
 
 
-@_register("weighted_bce", ("multilabel",))
+@loss("weighted_bce", tasks=("multilabel",))
 def _weighted_bce(*, multilabel: bool, weights: Any, prior: Any, **params: Any):
-    """Per-label weighted binary cross-entropy (multi-label only)."""
+    """Per-label weighted BCE ℓ_il = −(W[l, 1]·y·log p + W[l, 0]·(1−y)·log(1−p))
+    (multi-label only)."""
     return WeightedBCE(weights=weights, **params)
 
 
@@ -306,7 +310,7 @@ def build_loss(
     """
     spec = LOSSES.get(name)
     owner = f"loss {spec.name!r}"
-    task = _check_task(task)
+    task = check_task(task)
     if task not in spec.tasks:
         raise ValueError(
             f"{owner} does not support task {task!r}; it supports: {', '.join(spec.tasks)}."
@@ -354,14 +358,11 @@ def apply_weights(
             f"weight application must be one of {', '.join(APPLICATIONS)}, "
             f"but got {application!r}."
         )
-    task = _check_task(task)
+    task = check_task(task)
     multilabel = task == "multilabel"
-    if key == "class_weight" and multilabel:
-        raise ValueError(
-            "weight application 'class_weight' does not work for task 'multilabel': Keras's "
-            "class_weight takes the argmax of multi-hot targets, so each row gets the weight "
-            "of one label only. Use application 'loss' or 'sample_weight' instead."
-        )
+    problem = application_problem(key, task)
+    if problem:
+        raise ValueError(f"weight application {key!r} for task {task!r}: {problem}")
     if weights is None:
         return None, {}
     arr = np.asarray(y)
@@ -398,12 +399,6 @@ def apply_weights(
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _check_task(task: Any) -> str:
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {', '.join(TASKS)}, but got {task!r}.")
-    return task
 
 
 def _check_weights(

@@ -28,15 +28,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from weightsearch._registry import Registry
-from weightsearch.base import TASKS
+from weightsearch._registry import Registry, normalise_name
+from weightsearch.base import TASKS, check_task
 
 __all__ = [
     "METRICS",
     "Metric",
+    "check_labels",
+    "check_multi_hot",
+    "check_n_classes",
+    "check_positive",
+    "check_threshold",
+    "confusion_counts",
     "confusion_matrix",
     "f1_from_confusion",
+    "get_metric",
     "macro_f1",
+    "metric",
     "multilabel_confusion_matrix",
     "per_class_f1",
     "predict_labels",
@@ -46,12 +54,6 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- validation
-
-
-def _check_task(task: str) -> str:
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {', '.join(TASKS)}, but got {task!r}.")
-    return task
 
 
 def _as_int_array(values: object, name: str) -> np.ndarray:
@@ -67,7 +69,7 @@ def _as_int_array(values: object, name: str) -> np.ndarray:
     return arr.astype(np.int64)
 
 
-def _check_labels(y: object, name: str, n_classes: int) -> np.ndarray:
+def check_labels(y: object, name: str, n_classes: int) -> np.ndarray:
     """1-D int64 labels in ``0..n_classes-1``."""
     arr = _as_int_array(y, name)
     if arr.ndim != 1:
@@ -83,7 +85,7 @@ def _check_labels(y: object, name: str, n_classes: int) -> np.ndarray:
     return arr
 
 
-def _check_multi_hot(y: object, name: str, n_labels: int | None = None) -> np.ndarray:
+def check_multi_hot(y: object, name: str, n_labels: int | None = None) -> np.ndarray:
     """2-D int64 0/1 array ``(N, L)``."""
     arr = _as_int_array(y, name)
     if arr.ndim != 2:
@@ -100,7 +102,8 @@ def _check_multi_hot(y: object, name: str, n_labels: int | None = None) -> np.nd
     return arr
 
 
-def _check_n_classes(n_classes: object, task: str | None = None) -> int:
+def check_n_classes(n_classes: object, task: str | None = None) -> int:
+    """``n_classes`` as an int: 2 for binary, >= 2 for multiclass, >= 1 labels otherwise."""
     if isinstance(n_classes, bool) or not isinstance(n_classes, int | np.integer):
         raise ValueError(f"n_classes must be a positive integer, but got {n_classes!r}.")
     n = int(n_classes)
@@ -117,11 +120,11 @@ def _check_pair(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Validated ``(y_true, y_pred)``: labels ``(N,)`` or multi-hot ``(N, L)``."""
     if task == "multilabel":
-        t = _check_multi_hot(y_true, "y_true", n_classes)
-        p = _check_multi_hot(y_pred, "y_pred", n_classes)
+        t = check_multi_hot(y_true, "y_true", n_classes)
+        p = check_multi_hot(y_pred, "y_pred", n_classes)
     else:
-        t = _check_labels(y_true, "y_true", n_classes)
-        p = _check_labels(y_pred, "y_pred", n_classes)
+        t = check_labels(y_true, "y_true", n_classes)
+        p = check_labels(y_pred, "y_pred", n_classes)
     if t.shape != p.shape:
         raise ValueError(
             f"y_true and y_pred must have the same shape, but got {t.shape} and {p.shape}."
@@ -131,7 +134,8 @@ def _check_pair(
     return t, p
 
 
-def _check_positive(positive: object, n_classes: int = 2) -> int:
+def check_positive(positive: object, n_classes: int = 2) -> int:
+    """The positive class index, in ``0..n_classes-1``."""
     if isinstance(positive, bool) or not isinstance(positive, int | np.integer):
         raise ValueError(f"positive must be a class index 0 or 1, but got {positive!r}.")
     if not 0 <= int(positive) < n_classes:
@@ -149,9 +153,9 @@ def confusion_matrix(y_true: object, y_pred: object, n_classes: int) -> np.ndarr
 
     ``cm = bincount(C·t + p, minlength=C²).reshape(C, C)``.
     """
-    n = _check_n_classes(n_classes)
-    t = _check_labels(y_true, "y_true", n)
-    p = _check_labels(y_pred, "y_pred", n)
+    n = check_n_classes(n_classes)
+    t = check_labels(y_true, "y_true", n)
+    p = check_labels(y_pred, "y_pred", n)
     if t.shape != p.shape:
         raise ValueError(
             f"y_true and y_pred must have the same shape, but got {t.shape} and {p.shape}."
@@ -161,8 +165,8 @@ def confusion_matrix(y_true: object, y_pred: object, n_classes: int) -> np.ndarr
 
 def multilabel_confusion_matrix(y_true: object, y_pred: object) -> np.ndarray:
     """int64 ``(L, 2, 2)``: one ``[[TN, FP], [FN, TP]]`` matrix per label (as scikit-learn)."""
-    t = _check_multi_hot(y_true, "y_true")
-    p = _check_multi_hot(y_pred, "y_pred", t.shape[1])
+    t = check_multi_hot(y_true, "y_true")
+    p = check_multi_hot(y_pred, "y_pred", t.shape[1])
     if t.shape != p.shape:
         raise ValueError(
             f"y_true and y_pred must have the same shape, but got {t.shape} and {p.shape}."
@@ -199,7 +203,9 @@ def f1_from_confusion(cm: object) -> np.ndarray:
     return out
 
 
-def _counts(t: np.ndarray, p: np.ndarray, task: str, n_classes: int) -> np.ndarray:
+def confusion_counts(t: object, p: object, task: str, n_classes: int) -> np.ndarray:
+    """What every metric scores: :func:`multilabel_confusion_matrix` ``(L, 2, 2)`` for task
+    ``multilabel``, else :func:`confusion_matrix` ``(C, C)``."""
     if task == "multilabel":
         return multilabel_confusion_matrix(t, p)
     return confusion_matrix(t, p, n_classes)
@@ -235,23 +241,32 @@ class Metric:
 METRICS: Registry[Metric] = Registry("metric")
 
 
-def _metric(name: str, *, aliases: tuple[str, ...] = (), tasks: tuple[str, ...] = TASKS):
+def metric(
+    name: str, *, aliases: tuple[str, ...] = (), tasks: tuple[str, ...] = TASKS
+) -> Callable[[Callable[[np.ndarray, int], float]], Callable[[np.ndarray, int], float]]:
+    """Register ``fn(counts, positive)`` as metric ``name`` for ``tasks``; its docstring
+    (required) gives the formula."""
+    for task in tasks:
+        check_task(task, f"metric {name!r}: tasks")
+
     def decorator(fn: Callable[[np.ndarray, int], float]) -> Callable[[np.ndarray, int], float]:
-        METRICS.register(name, aliases=aliases)(Metric(name, fn, tasks))
+        METRICS.register(name, aliases=aliases)(Metric(normalise_name(name), fn, tuple(tasks)))
         return fn
 
     return decorator
 
 
-@_metric("macro_f1", aliases=("f1_macro",))
+@metric("macro_f1", aliases=("f1_macro",))
 def _macro_f1(counts: np.ndarray, positive: int) -> float:
-    """Unweighted mean of per-class F1: (1/C) Σ_c 2TP_c / (2TP_c + FP_c + FN_c)."""
+    """macro_f1 = (1/C) Σ_c 2TP_c / (2TP_c + FP_c + FN_c), the unweighted mean of per-class
+    F1."""
     return float(np.mean(f1_from_confusion(counts)))
 
 
-@_metric("weighted_f1", aliases=("f1_weighted",))
+@metric("weighted_f1", aliases=("f1_weighted",))
 def _weighted_f1(counts: np.ndarray, positive: int) -> float:
-    """Support-weighted mean of per-class F1: Σ_c n_c·F1_c / Σ_c n_c (n_c = true count).
+    """weighted_f1 = Σ_c n_c·F1_c / Σ_c n_c, the support-weighted mean of per-class F1
+    (n_c = true count).
 
     For multi-label data n_l is the number of positives of label l; when every support is 0
     the plain mean is used (as scikit-learn).
@@ -263,9 +278,10 @@ def _weighted_f1(counts: np.ndarray, positive: int) -> float:
     return float(np.sum(f1 * support) / support.sum())
 
 
-@_metric("balanced_accuracy", aliases=("bacc",))
+@metric("balanced_accuracy", aliases=("bacc",))
 def _balanced_accuracy(counts: np.ndarray, positive: int) -> float:
-    """Mean recall TP_c / n_c over the classes present in y_true (scikit-learn, adjusted=False).
+    """balanced_accuracy = mean of the recalls TP_c / n_c over the classes present in y_true
+    (scikit-learn, adjusted=False).
 
     Multi-label: the mean over labels of that binary score.
     """
@@ -274,13 +290,15 @@ def _balanced_accuracy(counts: np.ndarray, positive: int) -> float:
     return _recall_present(counts)
 
 
-@_metric("positive_f1", aliases=("binary_f1", "f1_positive"), tasks=("binary",))
+@metric("positive_f1", aliases=("binary_f1", "f1_positive"), tasks=("binary",))
 def _positive_f1(counts: np.ndarray, positive: int) -> float:
-    """F1 of the positive class only: 2TP / (2TP + FP + FN) for class ``positive``."""
+    """positive_f1 = 2TP / (2TP + FP + FN) for class ``positive`` only."""
     return float(f1_from_confusion(counts)[positive])
 
 
-def _get_metric(metric: str, task: str) -> Metric:
+def get_metric(metric: str, task: str) -> Metric:
+    """The entry of ``metric`` (a name or alias); ``ValueError`` if it is not defined for
+    ``task``."""
     m = METRICS.get(metric)
     if task not in m.tasks:
         raise ValueError(
@@ -303,12 +321,12 @@ def score(
     positive: int = 1,
 ) -> float:
     """``metric`` (a name in :data:`METRICS`) of decided labels, as a float64."""
-    _check_task(task)
-    n = _check_n_classes(n_classes, task)
-    m = _get_metric(metric, task)
-    pos = _check_positive(positive) if task == "binary" else positive
+    check_task(task)
+    n = check_n_classes(n_classes, task)
+    m = get_metric(metric, task)
+    pos = check_positive(positive) if task == "binary" else positive
     t, p = _check_pair(y_true, y_pred, task=task, n_classes=n)
-    return m.fn(_counts(t, p, task, n), pos)
+    return m.fn(confusion_counts(t, p, task, n), pos)
 
 
 def macro_f1(y_true: object, y_pred: object, n_classes: int) -> float:
@@ -319,20 +337,20 @@ def macro_f1(y_true: object, y_pred: object, n_classes: int) -> float:
     as multi-label data (mean over labels of the positive-value F1; ``n_classes = L``).
     """
     task = "multilabel" if np.ndim(y_true) == 2 else "multiclass"
-    n = _check_n_classes(n_classes)
+    n = check_n_classes(n_classes)
     t, p = _check_pair(y_true, y_pred, task=task, n_classes=n)
-    return float(np.mean(f1_from_confusion(_counts(t, p, task, n))))
+    return float(np.mean(f1_from_confusion(confusion_counts(t, p, task, n))))
 
 
 def per_class_f1(y_true: object, y_pred: object, task: str, n_classes: int) -> np.ndarray:
     """float64 ``(C,)`` F1 per class (single-label) or per label (multi-label)."""
-    _check_task(task)
-    n = _check_n_classes(n_classes, task)
+    check_task(task)
+    n = check_n_classes(n_classes, task)
     t, p = _check_pair(y_true, y_pred, task=task, n_classes=n)
-    return f1_from_confusion(_counts(t, p, task, n))
+    return f1_from_confusion(confusion_counts(t, p, task, n))
 
 
-def _check_threshold(threshold: object, n_labels: int | None) -> float | np.ndarray:
+def check_threshold(threshold: object, n_labels: int | None) -> float | np.ndarray:
     """A scalar in [0, 1], or (multi-label) an ``(L,)`` array of them."""
     thr = np.asarray(threshold, dtype=np.float64) if not isinstance(threshold, str) else None
     if thr is None or thr.ndim > 1 or (thr.ndim == 1 and n_labels is None):
@@ -359,7 +377,7 @@ def predict_labels(
     else the other class; multilabel: ``p >= threshold`` (scalar or per-label ``(L,)``),
     as int64 0/1. Returns int64 labels ``(N,)`` or ``(N, L)``.
     """
-    _check_task(task)
+    check_task(task)
     p = np.asarray(proba)
     if p.ndim != 2:
         raise ValueError(f"proba must be a 2-D array (N, C), but got shape {p.shape}.")
@@ -371,10 +389,10 @@ def predict_labels(
                 "binary proba must have 2 columns (a 2-way softmax), "
                 f"but got shape {p.shape}."
             )
-        pos = _check_positive(positive)
-        thr = _check_threshold(threshold, None)
+        pos = check_positive(positive)
+        thr = check_threshold(threshold, None)
         return np.where(p[:, pos] >= thr, pos, 1 - pos).astype(np.int64)
-    thr = _check_threshold(threshold, p.shape[1])
+    thr = check_threshold(threshold, p.shape[1])
     return (p >= thr).astype(np.int64)
 
 
@@ -398,7 +416,7 @@ def tune_threshold(
     labels) only. Ties go to the threshold closest to 0.5 (then the smaller one). Tune on
     validation predictions, never on the test set.
     """
-    _check_task(task)
+    check_task(task)
     if task == "multiclass":
         raise ValueError(
             "tune_threshold needs task 'binary' or 'multilabel'; multiclass decisions use "
@@ -408,16 +426,16 @@ def tune_threshold(
     if p.ndim != 2:
         raise ValueError(f"proba must be a 2-D array (N, C), but got shape {p.shape}.")
     n = 2 if task == "binary" else p.shape[1]
-    _get_metric(metric, task)
+    get_metric(metric, task)
     g = default_grid() if grid is None else np.asarray(grid, dtype=np.float64)
     if g.ndim != 1 or g.size == 0 or not np.all(np.isfinite(g)) or g.min() < 0 or g.max() > 1:
         raise ValueError(
             f"grid must be a non-empty 1-D list of numbers in [0, 1], but got {grid!r}."
         )
     if task == "binary":
-        t = _check_labels(y_true, "y_true", 2)
+        t = check_labels(y_true, "y_true", 2)
     else:
-        t = _check_multi_hot(y_true, "y_true", n)
+        t = check_multi_hot(y_true, "y_true", n)
     if t.shape[0] != p.shape[0]:
         raise ValueError(
             f"y_true and proba must have the same number of rows, but got {t.shape[0]} "

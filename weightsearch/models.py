@@ -6,7 +6,8 @@ outputs probabilities and a saved ``.keras`` file needs no separate preprocessin
 only built-in Keras layers and reloads with ``keras.models.load_model``.
 
 Adding an architecture is one registry entry: a body function decorated with
-:func:`_arch` that names its input kind and its parameters (defaults and search ranges).
+:func:`arch` that names its input kind and its parameters (defaults and valid ranges); its
+docstring (required) describes the layers.
 """
 
 from __future__ import annotations
@@ -19,11 +20,10 @@ import keras
 import numpy as np
 
 from weightsearch._params import Param, check_params
-from weightsearch._registry import Registry
+from weightsearch._registry import Registry, normalise_name
+from weightsearch.base import check_task
 
-__all__ = ["MODELS", "Arch", "arch_params", "build_model", "check_input", "input_kind"]
-
-from weightsearch.base import TASKS
+__all__ = ["MODELS", "Arch", "arch", "arch_params", "build_model", "check_input", "input_kind"]
 
 #: Input kind → (description, number of feature axes per row, shape pattern).
 INPUT_KINDS: dict[str, tuple[str, int, str]] = {
@@ -72,13 +72,20 @@ class Arch:
 MODELS: Registry[Arch] = Registry("arch")
 
 
-def _arch(name: str, *, input_kind: str, params: dict[str, Param], aliases: tuple[str, ...] = ()):
-    """Register the decorated body function as architecture ``name``."""
+def arch(
+    name: str, *, input_kind: str, params: dict[str, Param], aliases: tuple[str, ...] = ()
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register the decorated ``body(x, params, seeds, input_shape)`` as architecture
+    ``name`` for ``input_kind`` data; its docstring (required) describes the layers."""
     if input_kind not in INPUT_KINDS:
-        raise ValueError(f"input_kind must be one of {', '.join(INPUT_KINDS)}, got {input_kind!r}.")
+        raise ValueError(
+            f"arch {name!r}: input_kind must be one of {', '.join(INPUT_KINDS)}, "
+            f"but got {input_kind!r}."
+        )
 
     def decorator(body: Callable[..., Any]) -> Callable[..., Any]:
-        MODELS.register(name, aliases=aliases)(Arch(name, body, input_kind, dict(params)))
+        entry = Arch(normalise_name(name), body, input_kind, dict(params))
+        MODELS.register(name, aliases=aliases)(entry)
         return body
 
     return decorator
@@ -125,7 +132,7 @@ _CONV_PARAMS: dict[str, Param] = {
 # --------------------------------------------------------------------------- architectures
 
 
-@_arch(
+@arch(
     "mlp",
     input_kind="tabular",
     params={
@@ -191,7 +198,7 @@ def _conv_body(
     return x
 
 
-@_arch("cnn", input_kind="image", params=_CONV_PARAMS, aliases=("cnn2d",))
+@arch("cnn", input_kind="image", params=_CONV_PARAMS, aliases=("cnn2d",))
 def _cnn(x: Any, p: dict[str, Any], seeds: _Seeds, input_shape: tuple[int, ...]) -> Any:
     """2-D CNN: blocks × [Conv2D(filters·2^b, same) → relu → 2×2 pool] → flatten (default)
     or GAP → Dense(dense_width) → Dropout. Pooling is skipped on an axis shorter than 4.
@@ -200,7 +207,7 @@ def _cnn(x: Any, p: dict[str, Any], seeds: _Seeds, input_shape: tuple[int, ...])
     return _conv_body(x, p, seeds, list(input_shape[:2]), dims=2)
 
 
-@_arch("cnn1d", input_kind="sequence", params=_CONV_PARAMS)
+@arch("cnn1d", input_kind="sequence", params=_CONV_PARAMS)
 def _cnn1d(x: Any, p: dict[str, Any], seeds: _Seeds, input_shape: tuple[int, ...]) -> Any:
     """1-D CNN over (T, F) sequences: blocks × [Conv1D(filters·2^b, same) → relu → pool 2]
     → flatten (default) or GAP → Dense(dense_width) → Dropout. Pooling is skipped once
@@ -271,8 +278,7 @@ def build_model(
     multilabel L sigmoids. ``seed`` makes initial weights and dropout masks reproducible.
     """
     a = MODELS.get(arch)
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {', '.join(TASKS)}, but got {task!r}.")
+    check_task(task)
     if isinstance(n_outputs, bool) or not isinstance(n_outputs, int | np.integer):
         raise ValueError(f"n_outputs must be a positive integer, but got {n_outputs!r}.")
     low = {"binary": 2, "multiclass": 2, "multilabel": 1}[task]

@@ -13,7 +13,6 @@ import json
 import logging
 import queue
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -240,10 +239,6 @@ def make_tracker(enabled: bool, uri: str, experiment: str) -> NullTracker:
     if not enabled:
         return NullTracker()
     return MlflowTracker(uri, experiment)
-
-
-def temp_dir() -> tempfile.TemporaryDirectory[str]:
-    return tempfile.TemporaryDirectory(prefix="weightsearch-")
 
 
 # ---- the artifact thread (per-trial figures and reports, off the critical path) ------------

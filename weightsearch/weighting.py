@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,18 +37,12 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Scheme:
-    """A registered weighting scheme.
-
-    ``raw(counts, **params)`` returns unnormalised positive weights per class; ``params``
-    holds the valid range of each parameter; ``search`` optionally narrows a parameter's
-    range for hyperparameter search (``{"beta": (0.9, 0.9999)}``) where the valid range is
-    too wide to sample from.
-    """
+    """A registered weighting scheme: ``raw(counts, **params)`` returns unnormalised positive
+    weights per class; ``params`` holds each parameter's default and valid range."""
 
     name: str
     raw: Callable[..., np.ndarray]
     params: dict[str, Param]
-    search: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @property
     def doc(self) -> str:
@@ -60,23 +54,13 @@ WEIGHTINGS: Registry[Scheme] = Registry[Scheme]("weighting scheme")
 
 
 def scheme(
-    name: str,
-    *,
-    aliases: tuple[str, ...] = (),
-    search: dict[str, tuple[float, float]] | None = None,
-    **params: Param,
+    name: str, *, aliases: tuple[str, ...] = (), **params: Param
 ) -> Callable[[Callable[..., np.ndarray]], Callable[..., np.ndarray]]:
-    """Register the decorated ``raw(counts, **params)`` function as weighting scheme ``name``."""
+    """Register the decorated ``raw(counts, **params)`` function as weighting scheme ``name``;
+    its docstring (required) gives the formula."""
 
     def decorator(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
-        if not (fn.__doc__ or "").strip():
-            raise ValueError(f"weighting scheme {name!r} needs a docstring giving its formula.")
-        unknown = sorted(set(search or {}) - set(params))
-        if unknown:
-            raise ValueError(f"weighting scheme {name!r}: search ranges for unknown {unknown}.")
-        WEIGHTINGS.register(name, aliases=aliases)(
-            Scheme(normalise_name(name), fn, dict(params), dict(search or {}))
-        )
+        WEIGHTINGS.register(name, aliases=aliases)(Scheme(normalise_name(name), fn, params))
         return fn
 
     return decorator
@@ -129,10 +113,9 @@ def _squared(counts: np.ndarray) -> np.ndarray:
 
 @scheme(
     "effective_number",
-    search={"beta": (0.9, 0.9999)},
     beta=Param(
         0.999, low=0.0, high=1.0, low_open=True, high_open=True,
-        doc="β of the effective number (1−β^n)/(1−β); search range [0.9, 0.9999]",
+        doc="β of the effective number (1−β^n)/(1−β)",
     ),
 )
 def _effective_number(counts: np.ndarray, beta: float) -> np.ndarray:
@@ -140,7 +123,7 @@ def _effective_number(counts: np.ndarray, beta: float) -> np.ndarray:
 
     Cui et al., "Class-Balanced Loss Based on Effective Number of Samples", CVPR 2019.
     β → 0 gives uniform weights, β → 1 gives 1/n_c (``balanced``). Parameter ``beta`` in
-    (0, 1), default 0.999; search range [0.9, 0.9999] (log-uniform in 1−β).
+    (0, 1), default 0.999 (Cui et al. use 0.9 … 0.9999).
     """
     log_beta = np.log(beta)
     # 1 − β^x = −expm1(x·ln β), accurate for β close to 1.
