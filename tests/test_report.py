@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from scipy import stats
 
+import weightsearch.report.build as report_build
 from weightsearch import report as R
 from weightsearch.cli import main
 
@@ -103,6 +105,40 @@ def test_nadeau_bengio_matches_the_hand_computation() -> None:
     assert p > stats.ttest_rel(np.array(d) + 1, np.ones(5)).pvalue
     assert math.isnan(R.nadeau_bengio([0.1], 1.0)[1])
     assert R.nadeau_bengio([0.0, 0.0, 0.0], 0.5)[1] == 1.0
+    # every fold differs by the same non-zero amount: no variance, no test
+    assert all(math.isnan(v) for v in R.nadeau_bengio([0.02, 0.02, 0.02], 0.5))
+
+
+def test_statistics_against_hand_computed_constants() -> None:
+    # d = 1, 2, 3 (k = 3): mean 2, sample variance 1; with n_test/n_train = 1/2,
+    # t = 2 / sqrt((1/3 + 1/2) · 1) = 2 / sqrt(5/6). With 2 degrees of freedom Student's t
+    # has a closed form, P(|T| > t) = 1 - t / sqrt(t² + 2), so no scipy is needed to check p.
+    t, p = R.nadeau_bengio([1.0, 2.0, 3.0], test_train_ratio=0.5)
+    assert t == pytest.approx(2.1908902, rel=1e-7)
+    assert p == pytest.approx(1 - 2.1908902 / math.sqrt(2.1908902**2 + 2), rel=1e-6)
+    assert p == pytest.approx(0.1598319, rel=1e-6)
+
+    # BAL - BASE = 0.06 0.07 0.05 0.06 0.07: mean 0.062, sample variance 7e-5, k = 5, ratio 1/4
+    test = R.paired_test(BAL, BASE)
+    assert test.mean_diff == pytest.approx(0.062)
+    assert test.nb_t == pytest.approx(0.062 / math.sqrt((1 / 5 + 1 / 4) * 7e-5))
+    assert test.nb_t == pytest.approx(11.046798, rel=1e-6)
+    assert test.nb_p == pytest.approx(2 * stats.t.sf(11.046798, df=4), rel=1e-5)
+
+    # the Wilcoxon floor: over all 2**4 sign patterns of four distinct differences, scipy's
+    # exact test never goes below 2 / 2**4 = 0.125, and reaches it only when all share a sign
+    ps = {
+        signs: stats.wilcoxon(np.multiply(signs, [0.01, 0.02, 0.03, 0.04])).pvalue
+        for signs in itertools.product((1, -1), repeat=4)
+    }
+    assert min(ps.values()) == pytest.approx(0.125) == R.wilcoxon_min_p(4)
+    assert {s for s, v in ps.items() if v == pytest.approx(0.125)} == {(1,) * 4, (-1,) * 4}
+    # zero differences are dropped before the test: three non-zero ones, floor 2 / 2**3
+    assert R.wilcoxon_p([0.0, 0.01, 0.02, 0.03]) == pytest.approx(0.25)
+    assert R.wilcoxon_p([0.0, 0.0, 0.0]) == 1.0
+    two = R.paired_test([0.7, 0.8, 0.8], [0.7, 0.7, 0.7])  # one fold tied
+    assert two.wilcoxon_min_p == 0.5 and two.wilcoxon_p == pytest.approx(0.5)
+    assert "2 non-zero fold difference(s)" in two.note
 
 
 def test_paired_test_says_when_wilcoxon_cannot_reach_significance() -> None:
@@ -140,12 +176,14 @@ def test_comparison_rows_match_the_trials() -> None:
     assert list(rows) == ["balanced", "sqrt", "none"]  # best first
     bal = rows["balanced"]
     assert (bal.n_complete, bal.n_pruned, bal.n_failed) == (2, 0, 1)
-    assert bal.best == pytest.approx(np.mean(BAL)) and bal.best_trial == 2
-    assert bal.median == pytest.approx(
-        np.median([np.mean(BAL), np.mean([0.62, 0.6, 0.61, 0.6, 0.62])])
-    )
+    assert bal.best == pytest.approx(0.662) and bal.best_trial == 2  # mean of BAL
+    assert bal.median == pytest.approx((0.662 + 0.61) / 2)  # its two complete trials
+    assert bal.partner == "crossentropy"
     assert bal.best_folds == BAL and bal.baseline_folds == BASE and bal.baseline_trial == 0
-    assert bal.test == R.paired_test(BAL, BASE)
+    # the paired test is of BAL against BASE (hand-computed in the test above)
+    assert (bal.test.k, bal.test.wins, bal.test.losses) == (5, 5, 0)
+    assert bal.test.mean_diff == pytest.approx(0.062) and bal.test.verdict == "better"
+    assert bal.test.nb_t == pytest.approx(11.046798, rel=1e-6)
     assert rows["sqrt"].n_pruned == 1 and rows["sqrt"].n_complete == 1
     none = rows["none"]
     assert none.n_complete == 2 and none.test is None
@@ -153,13 +191,17 @@ def test_comparison_rows_match_the_trials() -> None:
 
     losses = {r.name: r for r in R.comparison_rows(trials, "loss")}
     assert losses["crossentropy"].best_trial == 2 and losses["crossentropy"].n_complete == 3
-    assert losses["focal"].best == pytest.approx(np.mean([0.62, 0.6, 0.61, 0.6, 0.62]))
+    assert losses["focal"].best == pytest.approx(0.61) and losses["focal"].best_trial == 3
+    assert losses["focal"].n_pruned == 1 and losses["focal"].n_failed == 1
 
     headers, cells = R.format_comparison(R.comparison_rows(trials, "scheme"))
     assert headers[0] == "scheme" and "NB p" in headers
     first = dict(zip(headers, cells[0], strict=True))
-    assert first["trials"] == "2 (1 failed)" and first["best"] == f"{np.mean(BAL):.4f}"
-    assert first["its folds"] == " ".join(f"{v:.3f}" for v in BAL)
+    assert first["trials"] == "2 (1 failed)" and first["best"] == "0.6620"
+    assert first["median"] == "0.6360" and first["best trial"] == "2 (crossentropy)"
+    assert first["its folds"] == "0.660 0.690 0.630 0.670 0.660"
+    assert first["baseline folds"] == "0.600 0.620 0.580 0.610 0.590"
+    assert first["Δ mean"] == "+0.0620" and first["NB p"] == "3.8e-04"
     assert first["wins"] == "5/5" and first["verdict"] == "better"
     assert first["Wilcoxon p (min)"] == "0.0625 (0.0625)"
     assert dict(zip(headers, cells[2], strict=True))["baseline folds"] == "(is the baseline)"
@@ -238,9 +280,10 @@ def test_degenerate_studies_get_placeholder_figures() -> None:
     empty = optuna.create_study(direction="maximize")
     one = optuna.create_study(direction="maximize")
     one.add_trial(make_trial("none", "crossentropy", BASE))
-    for study in (empty, one):
+    for study, n in ((empty, 0), (one, 1)):
         fig = R.importance_figure(study)
-        assert "Hyperparameter importances" in fig.axes[0].get_title()
+        assert fig.axes[0].get_title() == "Hyperparameter importances"
+        assert fig.axes[0].texts[0].get_text() == f"needs at least 2 complete trials, got {n}"
         plt.close(fig)
     fig = R.history_figure(empty)
     assert "no complete trial" in fig.axes[0].texts[0].get_text()
@@ -326,7 +369,7 @@ def test_report_errors_are_one_line_and_leave_nothing(tmp_path: Path, capsys, mo
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(R, "render_html", boom)
+    monkeypatch.setattr(report_build, "render_html", boom)
     out = tmp_path / "rep"
     rc = main(["report", "--study", "fake", "--storage", url, "--out", str(out), "--no-tracking"])
     assert rc == 1 and "disk full" in capsys.readouterr().err

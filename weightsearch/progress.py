@@ -85,7 +85,7 @@ class StudyProgress:
 
 def leaderboard_table(rows: list[dict[str, Any]], metric: str, title: str) -> Table:
     """The top trials as a rich table (the same cells as the report's leaderboard)."""
-    from weightsearch.report import leaderboard_cells
+    from weightsearch.report.tables import leaderboard_cells
 
     headers, cells = leaderboard_cells(rows)
     headers[5] = f"CV {metric} ± std"
