@@ -64,10 +64,15 @@ def test_import_weightsearch_is_light_and_exposes_the_api_lazily() -> None:
     code = (
         "import sys, weightsearch\n"
         "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules\n"
-        "fns = [weightsearch.load_config, weightsearch.build_from_config,\n"
-        "       weightsearch.train_from_config, weightsearch.load_model]\n"
-        "assert all(f.__module__ == 'weightsearch.export' for f in fns)\n"
-        "assert 'keras' not in sys.modules\n"
+        "assert 'weightsearch.production' not in sys.modules\n"
+        "where = {'load_config': 'config', 'build_from_config': 'train',\n"
+        "         'train_from_config': 'train', 'load_model': 'predict'}\n"
+        "for name, module in where.items():\n"
+        "    fn = getattr(weightsearch, name)  # imports weightsearch.production\n"
+        "    assert fn.__module__ == f'weightsearch.production.{module}', (name, fn.__module__)\n"
+        "    assert fn is getattr(sys.modules['weightsearch.production'], name)\n"
+        "heavy = {'keras', 'tensorflow', 'optuna', 'mlflow', 'pandas'} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
@@ -104,11 +109,12 @@ def test_the_cli_exit_skips_teardown_but_keeps_code_output_and_exit_handlers(
         capture_output=True, text=True, timeout=300,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
     )
-    assert proc.returncode == 2 and "missing.toml" in _one_error_line(proc.stderr)
+    line = _one_error_line(proc.stderr)
+    assert proc.returncode == 2 and f"{tmp_path / 'missing.toml'}: file not found" in line
 
 
 def test_config_toml_round_trip_keeps_exact_values() -> None:
-    from weightsearch.export import parse_config
+    from weightsearch.production import parse_config
 
     raw = _config_dict()
     raw["weighting"] = {"scheme": "effective_number", "params": {"beta": 0.1 + 0.2}}
@@ -124,7 +130,7 @@ def test_config_toml_round_trip_keeps_exact_values() -> None:
 
 
 def test_unknown_scheme_is_one_clear_line_naming_the_key() -> None:
-    from weightsearch.export import ConfigError, parse_config
+    from weightsearch.production import ConfigError, parse_config
 
     with pytest.raises(ConfigError) as info:
         parse_config(_config_dict(**{"weighting.scheme": "balancd"}), source="best.toml")
@@ -137,45 +143,79 @@ def test_unknown_scheme_is_one_clear_line_naming_the_key() -> None:
 @pytest.mark.parametrize(
     ("changes", "expected"),
     [
-        ({"loss.name": "hinge"}, "loss.name: Unknown loss 'hinge'"),
-        ({"weighting.params": {"beta": 2.0}}, "weighting.params (balanced) got unknown"),
+        ({"loss.name": "hinge"},
+         "loss.name: Unknown loss 'hinge'; expected one of: crossentropy, focal"),
+        ({"weighting.params": {"beta": 2.0}},
+         "weighting.params (balanced) got unknown parameter(s) ['beta']; expected no param"),
         ({"train.epochs": 0}, "train.epochs: must be an integer >= 1, but got 0."),
-        ({"train.optimizer": "adamx"}, "train: optimizer must be one of"),
-        ({"decision.threshold": 1.5}, "decision.threshold: expected a number in [0, 1]"),
-        ({"decision.positive": "2"}, "decision.positive: unknown class '2'"),
-        ({"data.task": "multiclass"}, "decision.threshold: multiclass decisions use argmax"),
-        ({"model.arch": "cnn"}, "model.arch: arch 'cnn' expects images"),
-        ({"train.patience": 3}, "train.patience: unknown key"),
+        ({"train.optimizer": "adamx"},
+         "train: optimizer must be one of 'adam', 'adamw', 'rmsprop', 'sgd', but got 'adamx'."),
+        ({"decision.threshold": 1.5},
+         "decision.threshold: expected a number in [0, 1] (or a list of them), but got 1.5."),
+        ({"decision.positive": "2"},
+         "decision.positive: unknown class '2'; expected one of: 0, 1."),
+        ({"data.task": "multiclass"},
+         "decision.threshold: multiclass decisions use argmax; remove the threshold."),
+        ({"model.arch": "cnn"},
+         "model.arch: arch 'cnn' expects images of shape (H, W, C), but the data has shape (6,)"),
+        ({"train.patience": 3},
+         "train.patience: unknown key; expected one of: optimizer, learning_rate, batch_size,"),
+        ({"weighting.scheme": 3}, "weighting.scheme: expected a string, but got an integer (3)."),
+        ({"data.input_shape": [6, 0]},
+         "data.input_shape: expected a list of positive integers, got [6, 0]."),
     ],
 )
 def test_config_problems_name_the_key(changes: dict, expected: str) -> None:
-    from weightsearch.export import ConfigError, parse_config
+    from weightsearch.production import ConfigError, parse_config
 
     with pytest.raises(ConfigError) as info:
         parse_config(_config_dict(**changes), source="cfg.toml")
-    assert any(expected in p for p in info.value.problems), info.value.problems
+    assert any(p.startswith(expected) for p in info.value.problems), info.value.problems
+    assert str(info.value).startswith("cfg.toml: ")  # every line names the file
+
+
+def test_class_weight_on_multilabel_is_refused_in_the_one_shared_wording() -> None:
+    from weightsearch.base import CLASS_WEIGHT_MULTILABEL
+    from weightsearch.production import ConfigError, parse_config
+
+    raw = _config_dict(**{"data.task": "multilabel", "weighting.apply_weights": "class_weight"})
+    raw["decision"] = {}
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw)
+    assert info.value.problems == [f"weighting.apply_weights: {CLASS_WEIGHT_MULTILABEL}"]
+    raw["weighting"]["apply_weights"] = "sample_weight"  # the same config, weighted per row
+    assert parse_config(raw).weighting["apply_weights"] == "sample_weight"
 
 
 def test_load_config_reports_missing_and_malformed_files(tmp_path: Path) -> None:
-    from weightsearch.export import ConfigError, load_config
+    from weightsearch.production import ConfigError, load_config
 
-    with pytest.raises(ConfigError, match="file not found"):
-        load_config(tmp_path / "nope.toml")
+    missing = tmp_path / "nope.toml"
+    with pytest.raises(ConfigError) as info:
+        load_config(missing)
+    assert str(info.value) == (
+        f"{missing}: file not found (expected a training config written by "
+        "`weightsearch export`)."
+    )
     bad = tmp_path / "bad.toml"
     bad.write_text("[data\n")
-    with pytest.raises(ConfigError, match="malformed TOML"):
+    with pytest.raises(ConfigError) as info:
         load_config(bad)
+    assert str(info.value).startswith(f"{bad}: malformed TOML: ")
+    assert "line 1" in str(info.value)  # where in the file
     empty = tmp_path / "empty.toml"
     empty.write_text("")
     with pytest.raises(ConfigError) as info:
         load_config(empty)
-    assert "data: missing [data] section." in info.value.problems
+    assert info.value.problems == [
+        f"{s}: missing [{s}] section." for s in ("data", "weighting", "loss", "model", "train")
+    ]
 
 
 def test_build_from_config_returns_compiled_model_weights_and_fit_kwargs() -> None:
     from weightsearch import data as data_mod
-    from weightsearch.export import build_from_config, parse_config
     from weightsearch.losses import FocalLoss
+    from weightsearch.production import build_from_config, parse_config
     from weightsearch.weighting import weight_vector
 
     ds = data_mod.load("builtin:synthetic", seed=0, options=dict(SYNTH, n_samples=40))
@@ -196,11 +236,13 @@ def test_build_from_config_returns_compiled_model_weights_and_fit_kwargs() -> No
 
 
 def test_median_epochs_rounds_half_up() -> None:
-    from weightsearch.export import _median_epochs
+    from weightsearch.production import median_epochs
 
-    assert _median_epochs([1, 2], 9) == 2
-    assert _median_epochs([3, 1, 8], 9) == 3
-    assert _median_epochs([], 9) == 9
+    assert median_epochs([1, 2], 9) == 2  # median 1.5
+    assert median_epochs([1, 2, 3, 4], 9) == 3  # median 2.5
+    assert median_epochs([3, 1, 8], 9) == 3
+    assert median_epochs([], 9) == 9  # no per-fold best epochs: the study's epochs
+    assert median_epochs([], 0) == 1  # at least one epoch
 
 
 # ---- slow: one tiny study through the CLI -------------------------------------------------
@@ -245,7 +287,7 @@ def pipeline(tmp_path_factory):
 def test_export_reproduces_the_best_trial_exactly(pipeline) -> None:
     import optuna
 
-    from weightsearch.export import load_config
+    from weightsearch.production import load_config
 
     study = optuna.load_study(study_name="e2e", storage=pipeline["storage"])
     best = study.best_trial
@@ -274,15 +316,17 @@ def test_export_reproduces_the_best_trial_exactly(pipeline) -> None:
     out = pipeline["tmp"] / "other.toml"
     args = ["export", "--study", "e2e", "--storage", pipeline["storage"], "--out", str(out)]
     assert main([*args, "--trial", str(other.number)]) == 0
-    flat = load_config(out).params()
-    assert all(flat[k] == v for k, v in other.params.items())
+    other_cfg = load_config(out)
+    assert other_cfg.source["trial"] == other.number and other_cfg.source["cv_value"] == other.value
+    flat = other_cfg.params()
+    assert other.params and all(flat[k] == v for k, v in other.params.items())
 
 
 @pytest.mark.slow
 def test_trained_model_is_saved_evaluated_and_registered(pipeline) -> None:
     from mlflow import MlflowClient
 
-    from weightsearch.export import load_config
+    from weightsearch.production import load_config
 
     model_dir = pipeline["model_dir"]
     assert sorted(p.name for p in model_dir.iterdir()) == ["model.keras", "weightsearch.json"]
@@ -295,12 +339,38 @@ def test_trained_model_is_saved_evaluated_and_registered(pipeline) -> None:
     assert meta["epochs"] == cfg.train["epochs"] == len(meta["train_loss"])
     assert meta["train_rows"] == 128 and meta["test_rows"] == 32
     assert meta["config"]["weighting"]["scheme"] == cfg.weighting["scheme"]
+
+    # the study's hold-out split, re-made here: 160 rows at 0.75/0.25, 20 % held out
+    import keras
+    from sklearn.metrics import confusion_matrix, f1_score
+
+    import weightsearch.losses  # noqa: F401  (the saved model's custom loss)
+    from weightsearch import data as data_mod
+    from weightsearch.weighting import weight_vector
+
+    ds = data_mod.load("builtin:synthetic", seed=0, options=dict(SYNTH))
+    train_idx, test_idx = data_mod.train_test_split(ds, 0.2, 0)
+    y_train, y_test = ds.y[train_idx], ds.y[test_idx]
+    assert np.bincount(y_train).tolist() == [96, 32] and np.bincount(y_test).tolist() == [24, 8]
+
+    # the class weights: the config's scheme on the training part's counts, Σ n_c·w_c = n
     w = np.asarray(meta["weights"]["values"])
-    assert w.shape == (2,) and np.isclose(np.dot(w, [96, 32]), 128)  # Σ n_c·w_c = n
+    expected_w = weight_vector([96, 32], cfg.weighting["scheme"], **cfg.weighting["params"])
+    np.testing.assert_allclose(w, expected_w, rtol=1e-6)
+    assert np.isclose(np.dot(w, [96, 32]), 128)
+
+    # the test scores: sklearn on the reloaded model's thresholded test predictions
+    model = keras.models.load_model(model_dir / "model.keras")
+    pred = (model.predict(ds.x[test_idx], verbose=0)[:, 1] >= meta["threshold"]).astype(int)
     test = meta["test"]
-    assert test["rows"] == 32 and 0.0 <= test["macro_f1"] <= 1.0
-    assert np.asarray(test["confusion"]).sum() == 32
-    assert test["macro_f1"] == pytest.approx(np.mean(list(test["per_class_f1"].values())))
+    assert test["rows"] == 32 and test["support"] == {"0": 24, "1": 8}
+    sk_macro_f1 = f1_score(y_test, pred, average="macro")
+    assert test["macro_f1"] == pytest.approx(sk_macro_f1)
+    assert list(test["per_class_f1"].values()) == pytest.approx(
+        f1_score(y_test, pred, average=None)
+    )
+    assert test["confusion"] == confusion_matrix(y_test, pred, labels=[0, 1]).tolist()
+    assert test["metric"] == "macro_f1" and test["value"] == pytest.approx(sk_macro_f1)
 
     ml = meta["mlflow"]
     client = MlflowClient(tracking_uri=pipeline["mlflow"])
@@ -314,7 +384,10 @@ def test_trained_model_is_saved_evaluated_and_registered(pipeline) -> None:
     assert run.data.tags["weightsearch.role"] == "train"
     assert run.data.tags["weightsearch.source_trial"] == str(cfg.source["trial"])
     assert run.data.tags["weightsearch.source_run_id"] == cfg.source["mlflow_run_id"]
-    assert run.data.metrics["test_macro_f1"] == pytest.approx(test["macro_f1"])
+    assert run.data.metrics["test_macro_f1"] == pytest.approx(sk_macro_f1)
+    assert run.data.tags["mlflow.note.content"].startswith(
+        f"Final model of study 'e2e', trial {cfg.source['trial']} "
+    )
     trial_run = client.get_run(cfg.source["mlflow_run_id"])
     assert trial_run.data.tags["weightsearch.train_run_id"] == ml["run_id"]
     assert run.info.experiment_id == trial_run.info.experiment_id
@@ -401,13 +474,14 @@ def test_bad_input_gives_one_clear_error_and_no_output(pipeline, capsys) -> None
         return _one_error_line(capsys.readouterr().err)
 
     line = run(["export", "--study", "nope", "--storage", storage, "--out", str(out)])
-    assert "no study named 'nope'" in line and "studies there: e2e" in line
+    assert f"--study: no study named 'nope' in {storage}; studies there: e2e." in line
     line = run(["export", "--study", "e2e", "--storage", storage, "--trial", "99", "--out",
                 str(out)])
-    assert "has no trial 99" in line and "0..1" in line
+    assert "--trial: study 'e2e' has no trial 99; its trials are numbered 0..1." in line
     missing_db = f"sqlite:///{tmp}/missing.db"
     line = run(["export", "--study", "e2e", "--storage", missing_db, "--out", str(out)])
-    assert "no Optuna database" in line and not (tmp / "missing.db").exists()
+    assert f"--storage: no Optuna database at {tmp / 'missing.db'}" in line
+    assert not (tmp / "missing.db").exists()
     assert not out.exists()
 
     edited = tmp / "edited.toml"
@@ -435,14 +509,18 @@ def test_bad_input_gives_one_clear_error_and_no_output(pipeline, capsys) -> None
                 "--out", str(preds)])
     assert "has shape (12, 5); expected (N, 6)" in line and not preds.exists()
     line = run(["predict", str(tmp), "--data", str(tmp / "new.csv"), "--out", str(preds)])
-    assert "is not a weightsearch model directory" in line and not preds.exists()
+    assert f"{str(tmp)!r} is not a weightsearch model directory: expected model.keras and " \
+        "weightsearch.json" in line and not preds.exists()
+    line = run(["predict", str(pipeline["model_dir"]), "--data", str(tmp / "new.csv"), "--out",
+                str(tmp / "no-such-dir" / "p.csv")])
+    assert f"--out: directory {str(tmp / 'no-such-dir')!r} does not exist." in line
     assert not [p.name for p in tmp.rglob(".*tmp*")]
 
 
 @pytest.mark.slow
 def test_train_with_replacement_data_in_another_column_order(pipeline, capsys) -> None:
     from weightsearch import data as data_mod
-    from weightsearch.export import load_model
+    from weightsearch.production import load_model
 
     tmp = pipeline["tmp"]
     ds = data_mod.load("builtin:synthetic", seed=0, options=dict(SYNTH))

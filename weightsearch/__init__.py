@@ -23,10 +23,10 @@ _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load_config": "weightsearch.export",
-    "build_from_config": "weightsearch.export",
-    "train_from_config": "weightsearch.export",
-    "load_model": "weightsearch.export",
+    "load_config": "weightsearch.production",
+    "build_from_config": "weightsearch.production",
+    "train_from_config": "weightsearch.production",
+    "load_model": "weightsearch.production",
 }
 
 __all__ = ["__version__", *_LAZY]

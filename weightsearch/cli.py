@@ -78,7 +78,7 @@ def exit_process(code: int) -> NoReturn:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from weightsearch.data import DataError
-    from weightsearch.export import ExportError
+    from weightsearch.production import ExportError
     from weightsearch.report import ReportError
     from weightsearch.spec import SpecError
 
@@ -348,15 +348,15 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
-# ---- production: export, train, predict (weightsearch.export) -----------------------------
+# ---- production: export, train, predict (weightsearch.production) -----------------------------
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from weightsearch import export
+    from weightsearch import production
 
-    done = export.export(args.study, args.out, storage=args.storage, trial=args.trial)
+    done = production.export(args.study, args.out, storage=args.storage, trial=args.trial)
     console = _console()
-    for line in export.export_lines(done):
+    for line in production.export_lines(done):
         console.print(line)
     return 0
 
@@ -364,11 +364,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from weightsearch import export
+    from weightsearch import production
 
-    cfg = export.load_config(args.config)
+    cfg = production.load_config(args.config)
     console = _console()
-    for line in export.train_banner(cfg, args.data):
+    for line in production.train_banner(cfg, args.data):
         console.print(line)
     bar = Progress(
         TextColumn("[bold]epochs"), BarColumn(), MofNCompleteColumn(),
@@ -376,7 +376,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     with bar:
         task = bar.add_task("train", total=cfg.train["epochs"], loss="–")
-        result = export.train_from_config(
+        result = production.train_from_config(
             cfg,
             data=args.data,
             out=args.out,
@@ -386,16 +386,16 @@ def cmd_train(args: argparse.Namespace) -> int:
                 task, advance=1, loss=f"{logs.get('loss', float('nan')):.4f}"
             ),
         )
-    for item in export.train_renderables(result):
+    for item in production.train_renderables(result):
         console.print(item)
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from weightsearch import export
+    from weightsearch import production
 
-    res = export.predict(args.model_dir, args.data, args.out)
-    for line in export.predict_lines(res):
+    res = production.predict(args.model_dir, args.data, args.out)
+    for line in production.predict_lines(res):
         _console().print(line)
     return 0
 

@@ -1,0 +1,164 @@
+"""Use a trained model: :func:`load_model` reloads a model directory written by
+``weightsearch train``; :func:`predict` writes predictions of new data to CSV."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from weightsearch.production.files import (
+    META_FILE,
+    META_FORMAT,
+    MODEL_FILE,
+    ExportError,
+    write_text,
+)
+
+
+@dataclass
+class TrainedModel:
+    """A saved model with its metadata: what ``predict`` needs to decide class names."""
+
+    model: Any
+    meta: dict[str, Any]
+    path: Path
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta["classes"])
+
+    @property
+    def task(self) -> str:
+        return str(self.meta["task"])
+
+    @property
+    def threshold(self) -> Any:
+        return self.meta.get("threshold")
+
+    @property
+    def positive(self) -> int | None:
+        pos = self.meta.get("positive")
+        return None if pos is None else self.classes.index(pos)
+
+    @property
+    def feature_names(self) -> list[str] | None:
+        return self.meta.get("feature_names")
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.meta["input_shape"])
+
+    def features(self, x: Any) -> np.ndarray:
+        """``x`` as float32 model input: a DataFrame (columns picked by name) or an array."""
+        from weightsearch.data import DataError
+
+        if hasattr(x, "columns"):
+            names = self.feature_names
+            if names is None:
+                raise DataError("this model was trained without column names; pass an array.")
+            missing = [n for n in names if n not in x.columns]
+            if missing:
+                raise DataError(f"the data lacks training feature column(s) {missing}.")
+            x = x[names].to_numpy(dtype=np.float32)
+        arr = np.asarray(x, dtype=np.float32)
+        if arr.ndim == 1 and self.input_shape == (1,):
+            arr = arr[:, None]
+        if arr.shape[1:] != self.input_shape:
+            raise DataError(
+                f"inputs have shape {arr.shape}; expected (N, "
+                f"{', '.join(map(str, self.input_shape))}) as in training."
+            )
+        return arr
+
+    def predict_proba(self, x: Any) -> np.ndarray:
+        """Class (softmax) or label (sigmoid) probabilities, ``(N, C)``."""
+        return self.model.predict(self.features(x), batch_size=1024, verbose=0)
+
+    def decide(self, proba: np.ndarray) -> np.ndarray:
+        """Integer labels ``(N,)`` (or 0/1 ``(N, L)``) with the tuned threshold applied."""
+        from weightsearch.metrics import predict_labels
+
+        thr = self.threshold
+        return predict_labels(
+            proba, self.task, threshold=0.5 if thr is None else thr,
+            positive=1 if self.positive is None else self.positive,
+        )
+
+    def predict(self, x: Any) -> np.ndarray:
+        """Class names ``(N,)`` (object array); multilabel: 0/1 ``(N, L)``."""
+        labels = self.decide(self.predict_proba(x))
+        if self.task == "multilabel":
+            return labels
+        return np.asarray(self.classes, dtype=object)[labels]
+
+
+def load_model(directory: str | Path) -> TrainedModel:
+    """Reload a model directory written by ``weightsearch train`` (``model.keras`` +
+    ``weightsearch.json``)."""
+    import keras
+
+    import weightsearch.losses  # noqa: F401  (registers the custom losses)
+
+    d = Path(directory)
+    meta_path, model_path = d / META_FILE, d / MODEL_FILE
+    if not d.is_dir() or not meta_path.is_file() or not model_path.is_file():
+        raise ExportError(
+            f"{str(d)!r} is not a weightsearch model directory: expected {MODEL_FILE} and "
+            f"{META_FILE} in it (written by `weightsearch train ... --out DIR`)."
+        )
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ExportError(f"{str(meta_path)!r}: cannot read the model metadata: {exc}") from None
+    if not isinstance(meta, dict) or meta.get("format") != META_FORMAT:
+        raise ExportError(f"{str(meta_path)!r} is not weightsearch model metadata.")
+    model = keras.models.load_model(model_path)
+    return TrainedModel(model=model, meta=meta, path=d)
+
+
+@dataclass
+class PredictResult:
+    """What :func:`predict` wrote: the file, its rows, the predicted count per class."""
+
+    out: Path
+    rows: int
+    counts: dict[str, int]
+    columns: list[str] = field(default_factory=list)
+
+
+def predict(directory: str | Path, data: str | Path, out: str | Path) -> PredictResult:
+    """Predict ``data`` (CSV/Parquet with the training feature columns, or NPZ with array
+    ``x``) with a saved model and write ``out`` (CSV): ``prediction`` (class names; for
+    multilabel one 0/1 ``pred_<label>`` column per label) and ``proba_<class>`` columns."""
+    import pandas as pd
+
+    from weightsearch import data as data_mod
+
+    tm = load_model(directory)
+    names = tm.feature_names
+    target = tm.meta.get("target")
+    targets = [target] if isinstance(target, str) else list(target or data_mod.DEFAULT_TARGETS)
+    ignore = [t for t in targets if not names or t not in names]
+    x = data_mod.load_features(
+        str(data), feature_names=names, input_shape=tm.input_shape, ignore=ignore
+    )
+    proba = tm.predict_proba(x)
+    labels = tm.decide(proba)
+    frame: dict[str, Any] = {}
+    if tm.task == "multilabel":
+        for j, c in enumerate(tm.classes):
+            frame[f"pred_{c}"] = labels[:, j]
+        counts = {c: int(labels[:, j].sum()) for j, c in enumerate(tm.classes)}
+    else:
+        frame["prediction"] = np.asarray(tm.classes, dtype=object)[labels]
+        counts = {c: int((labels == j).sum()) for j, c in enumerate(tm.classes)}
+    for j, c in enumerate(tm.classes):
+        frame[f"proba_{c}"] = proba[:, j].astype(np.float64)
+    df = pd.DataFrame(frame)
+    out_path = Path(out)
+    write_text(out_path, df.to_csv(index=False))
+    return PredictResult(out=out_path, rows=len(df), counts=counts, columns=list(df.columns))

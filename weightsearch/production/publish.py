@@ -1,0 +1,189 @@
+"""Where a trained model goes: its model directory (``model.keras`` + ``weightsearch.json``)
+and MLflow (a ``train`` run with its parameters, loss curve, test scores and artifacts, and
+the model logged and registered)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from weightsearch.production.config import TrainConfig, plain
+from weightsearch.production.files import (
+    META_FILE,
+    MODEL_FILE,
+    default_mode,
+    install_dir,
+    missing_parents,
+)
+
+
+def run_params(cfg: TrainConfig, meta: dict[str, Any]) -> dict[str, Any]:
+    """The MLflow parameters of a training run: the trial's params, the schedule, the data
+    and the class weights."""
+    from weightsearch.training import weights_params
+
+    params = dict(cfg.params())
+    params.update(
+        {
+            "apply_weights": cfg.weighting["apply_weights"],
+            "epochs": cfg.train["epochs"],
+            "batch_size": cfg.train["batch_size"],
+            "seed": cfg.train["seed"],
+            "data": cfg.data["source"],
+            "test_size": cfg.data["test_size"],
+            "train_rows": meta["train_rows"],
+            "threshold": cfg.decision.get("threshold"),
+            "positive": cfg.decision.get("positive"),
+            "source.study": cfg.source.get("study"),
+            "source.trial": cfg.source.get("trial"),
+        }
+    )
+    values = meta["weights"]["values"]
+    if values is not None:
+        params.update(weights_params(np.asarray(values), cfg.classes))
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def run_note(cfg: TrainConfig, meta: dict[str, Any]) -> str:
+    """The one-paragraph description of a training run and its model version."""
+    src = cfg.source
+    cv = cfg.cv_summary()
+    test = meta.get("test")
+    test_text = "" if not test else f"; test macro-F1 {test['macro_f1']:.4f}"
+    return (
+        f"Final model of study {src.get('study')!r}, trial {src.get('trial')} "
+        f"(run {src.get('mlflow_run_id') or '-'}): {cfg.weighting['scheme']} / "
+        f"{cfg.loss['name']} / {cfg.model['arch']}, {cfg.train['epochs']} epoch(s) on "
+        f"{meta['train_rows']} rows{'; ' + cv if cv else ''}{test_text}."
+    )
+
+
+def inference_copy(model_path: Path) -> Any:
+    """The saved model reloaded without its compile state (loss, optimiser): the same
+    inference graph and weights, built from Keras layers only, so it loads (and serves from
+    MLflow) without weightsearch installed."""
+    import keras
+
+    return keras.models.load_model(model_path, compile=False)
+
+
+def publish(
+    model: Any,
+    cfg: TrainConfig,
+    meta: dict[str, Any],
+    *,
+    out: Path | None,
+    x_example: np.ndarray,
+    test_y: np.ndarray | None,
+    test_proba: np.ndarray | None,
+    tracker: Any,
+    uri: str,
+) -> dict[str, Any] | None:
+    """Save the model to ``out`` (if given) and log it to ``tracker`` (if enabled); returns
+    what MLflow holds (also stored as ``meta["mlflow"]``), ``None`` without tracking.
+
+    Everything is written to a temporary directory first; on any failure the MLflow run is
+    ended as FAILED (KILLED on Ctrl-C) and nothing is left in ``out``."""
+    from weightsearch import tracking
+    from weightsearch.storage import mask_url
+
+    src = cfg.source
+    if out is None and not tracker.enabled:
+        return None
+    created = missing_parents(out) if out is not None else []
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+        os.chmod(tmp, default_mode(0o777))  # mkdtemp makes it private (0700)
+    else:
+        tmp = Path(tempfile.mkdtemp(prefix="weightsearch-train-"))
+    run = None
+    test = meta.get("test")
+    try:
+        model_path = tmp / MODEL_FILE
+        model.save(model_path)
+        if tracker.enabled:
+            tags = {
+                "weightsearch.role": "train",
+                "weightsearch.study": str(src.get("study", "")),
+                "optuna.study": str(src.get("study", "")),
+                "weightsearch.source_trial": str(src.get("trial", "")),
+                "weightsearch.source_run_id": str(src.get("mlflow_run_id") or ""),
+                "mlflow.note.content": run_note(cfg, meta),
+            }
+            name = f"train-trial{src.get('trial', 'x')}-{time.strftime('%Y%m%d-%H%M%S')}"
+            run = tracking.start_train_run(tracker, name, tags, run_params(cfg, meta))
+            tracker.log_metric_rows(  # one request, step = epoch
+                run, [("loss", v, i) for i, v in enumerate(meta["train_loss"])]
+            )
+            if test is not None:
+                scores = {"test_macro_f1": test["macro_f1"],
+                          f"test_{test['metric']}": test["value"]}
+                scores.update({f"test_f1.{c}": v for c, v in test["per_class_f1"].items()})
+                tracker.log_metrics(run, scores)
+            version_tags = {
+                "weightsearch.study": str(src.get("study", "")),
+                "weightsearch.source_trial": str(src.get("trial", "")),
+                "weightsearch.source_run_id": str(src.get("mlflow_run_id") or ""),
+            }
+            if test is not None:
+                version_tags["weightsearch.test_macro_f1"] = f"{test['macro_f1']:.6f}"
+            logged = tracking.log_keras_model(
+                tracker,
+                run,
+                inference_copy(model_path),
+                x_example=np.asarray(x_example, dtype=np.float32),
+                registered_model_name=cfg.tracking["registered_model"],
+                description=run_note(cfg, meta),
+                version_tags=version_tags,
+            )
+            meta["mlflow"] = {
+                "tracking_uri": mask_url(uri),
+                "experiment": cfg.tracking["experiment"],
+                "run_id": run,
+                **(logged or {}),
+            }
+        (tmp / META_FILE).write_text(json.dumps(plain(meta), indent=2) + "\n", encoding="utf-8")
+        if tracker.enabled:
+            tracker.log_file(run, str(tmp / META_FILE), "weightsearch")
+            tracker.log_text(run, cfg.to_toml(), "weightsearch/train_config.toml")
+            if test is not None and test_y is not None and test_proba is not None:
+                from weightsearch.artifacts import write_fold_artifacts
+
+                threshold, positive = cfg.decision_rule()
+                write_fold_artifacts(
+                    tracker, run, test_y, test_proba,
+                    task=cfg.task, classes=cfg.classes, positive=positive,
+                    threshold=0.5 if threshold is None else threshold,
+                    title=f"held-out test set ({len(test_y)} rows)",
+                )
+            tracking.tag_other_run(
+                tracker, src.get("mlflow_run_id"), {"weightsearch.train_run_id": str(run)}
+            )
+            tracking.end_run(tracker, run, "FINISHED")
+        if out is not None:
+            install_dir(tmp, out)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException as exc:
+        if run is not None:
+            try:
+                tracking.end_run(tracker, run, "KILLED" if isinstance(exc, KeyboardInterrupt)
+                                 else "FAILED")
+            except Exception:  # noqa: BLE001 - the original error matters more
+                pass
+        shutil.rmtree(tmp, ignore_errors=True)
+        for parent in created:
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+        raise
+    return meta["mlflow"]
