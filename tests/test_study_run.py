@@ -71,7 +71,7 @@ def _prepared(base: Prepared, tmp_path: Path, **changes: Any) -> Prepared:
 
 
 def test_prepare_refuses_class_weight_for_multi_hot_targets() -> None:
-    raw = {**RAW, "data": {"source": "builtin:multilabel",
+    raw = {**RAW, "data": {"source": "builtin:synthetic-multilabel",
                            "options": {"n_samples": 60}},
            "cv": {"folds": 2, "epochs": 2, "apply_weights": "class_weight"},
            "space": {**RAW["space"], "loss": {"name": "weighted_bce"}}}
@@ -89,7 +89,8 @@ def test_open_writes_the_masked_spec_and_queues_the_baseline(base_prepared, tmp_
     assert study.user_attrs["spec"]["name"] == "unit"
     (queued,) = study.trials
     assert queued.state == optuna.trial.TrialState.WAITING
-    assert queued.params == {"weighting.scheme": "none", "loss.name": "crossentropy"}
+    assert queued.system_attrs["fixed_params"] == {"weighting.scheme": "none",
+                                                   "loss.name": "crossentropy"}
     # opening again (a resume, or another worker) queues nothing more
     assert len(StudyRun(_prepared(base_prepared, tmp_path)).open().trials) == 1
 

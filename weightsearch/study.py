@@ -312,7 +312,7 @@ class StudyRun:
         self.parent_run_id = parent_run_id
         self.failures = ConsecutiveFailures(spec.search.max_consecutive_failures)
         self.study: Any = None
-        self.before = 0
+        self.before = self.first_to_run = 0
         self.outcome: Outcome | None = None
 
     def open(self, **create: Any) -> Any:
@@ -323,7 +323,13 @@ class StudyRun:
                 self.spec, self.store, self.url, space=self.prepared.space, **create
             )
         attach_tracker(self.store, self.tracker)
-        self.before = len(self.study.trials)
+        trials = self.study.get_trials(deepcopy=False)
+        self.before = len(trials)
+        # trials this invocation may run: the queued ones (a baseline, a lost trial's retry)
+        # and every one created from now on
+        self.first_to_run = next(
+            (i for i, t in enumerate(trials) if t.state.name == "WAITING"), len(trials)
+        )
         return self.study
 
     def recover(self, study: Any = None) -> list[int]:
@@ -378,7 +384,7 @@ class StudyRun:
             state = "KILLED"
         finally:
             outcome.seconds = time.perf_counter() - start
-            outcome.ran = trials_run_since(outcome.study, self.before)
+            outcome.ran = trials_run_since(outcome.study, self.first_to_run)
             outcome.stopped_for_failures = self.failures.tripped
             if self.failures.tripped or outcome.failed_workers:
                 state = "FAIL"

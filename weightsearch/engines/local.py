@@ -161,7 +161,7 @@ def run_local(
             stop_workers([p for p in procs if not isinstance(p, Done)])
             raise
     outcome.study = optuna.load_study(study_name=spec.name, storage=run.store)
-    outcome.ran = trials_run_since(outcome.study, run.before)
+    outcome.ran = trials_run_since(outcome.study, run.first_to_run)
     outcome.seconds = time.monotonic() - start
     outcome.lost_trials = requeued_since(outcome.study, run.before)
     return outcome
