@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from weightsearch._params import Param
-from weightsearch.spec import CHOICE_KEYS, Spec, SpecError, is_range
+from weightsearch.base import CHOICE_KEYS
+from weightsearch.spec import Spec, SpecError, is_range
 
 #: Training hyperparameters that are not part of a component.
 TRAIN_PARAMS: dict[str, Param] = {
