@@ -8,6 +8,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("WEIGHTSEARCH_THREADS", "2")
 
+import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -55,3 +56,50 @@ def tiny_spec(tmp_path: Path):
         return path
 
     return make
+
+
+# ---- PostgreSQL ----------------------------------------------------------------------------
+
+PG = "postgresql://postgres@127.0.0.1:5432"
+#: Set in CI (``.ci/run`` exports WEIGHTSEARCH_REQUIRE_POSTGRES=1): no server fails, not skips.
+REQUIRE_PG = ("CI", "WEIGHTSEARCH_REQUIRE_POSTGRES")
+
+
+def _pg_admin():
+    import psycopg
+
+    return psycopg.connect(f"{PG}/test", autocommit=True, connect_timeout=3)
+
+
+def postgres_unreachable(exc: BaseException) -> None:
+    """Fail (in CI) or skip (elsewhere) a test whose PostgreSQL server cannot be reached."""
+    required = [name for name in REQUIRE_PG if os.environ.get(name)]
+    if required:
+        pytest.fail(f"PostgreSQL at {PG} is unreachable and {required[0]} is set: {exc}")
+    pytest.skip(f"PostgreSQL at {PG} is unreachable (not in CI, so skipping): {exc}")
+
+
+@pytest.fixture
+def pg_urls():
+    """Two fresh databases (Optuna, MLflow) on the local server; dropped afterwards."""
+    try:
+        admin = _pg_admin()
+    except Exception as exc:  # noqa: BLE001
+        postgres_unreachable(exc)
+    name = f"ws_{uuid.uuid4().hex[:10]}"
+    with admin:
+        admin.execute(f"CREATE DATABASE {name}")
+        admin.execute(f"CREATE DATABASE {name}_mlflow")
+        try:
+            yield f"{PG}/{name}", f"{PG}/{name}_mlflow"
+        finally:
+            for db in (name, f"{name}_mlflow"):
+                admin.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test that uses the local PostgreSQL server (the ``pg_urls`` fixture) is marked
+    ``postgres``, so ``-m postgres`` selects them all."""
+    for item in items:
+        if "pg_urls" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)

@@ -1,7 +1,8 @@
 """Many workers, crashes and interrupts, against the real local services.
 
-PostgreSQL tests run against 127.0.0.1:5432 with a fresh database per test. They skip only
-when not in CI and the server is unreachable; in CI (``CI`` set) an unreachable server fails.
+PostgreSQL tests use conftest's ``pg_urls`` (a fresh database per test on 127.0.0.1:5432, and
+the ``postgres`` marker). They skip only when not in CI and the server is unreachable; with
+``CI`` or ``WEIGHTSEARCH_REQUIRE_POSTGRES`` set an unreachable server fails.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,35 +19,6 @@ import optuna
 import pytest
 
 pytestmark = pytest.mark.slow
-
-PG = "postgresql://postgres@127.0.0.1:5432"
-
-
-def _pg_admin():
-    import psycopg
-
-    return psycopg.connect(f"{PG}/test", autocommit=True, connect_timeout=3)
-
-
-@pytest.fixture
-def pg_urls():
-    """Two fresh databases (Optuna, MLflow); dropped afterwards."""
-    try:
-        admin = _pg_admin()
-    except Exception as exc:  # noqa: BLE001
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL at {PG} is unreachable in CI: {exc}")
-        pytest.skip(f"PostgreSQL at {PG} is unreachable (not in CI, so skipping): {exc}")
-    name = f"ws_{uuid.uuid4().hex[:10]}"
-    with admin:
-        admin.execute(f"CREATE DATABASE {name}")
-        admin.execute(f"CREATE DATABASE {name}_mlflow")
-        try:
-            yield f"{PG}/{name}", f"{PG}/{name}_mlflow"
-        finally:
-            for db in (name, f"{name}_mlflow"):
-                admin.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
-
 
 WORKER_SPEC = """
 name = "{name}"

@@ -19,22 +19,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+
+from weightsearch.base import first_line
+from weightsearch.storage import mask_url
 
 STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED", "KILLED": "KILLED"}
-
-
-def mask_url(url: str) -> str:
-    """Hide the password of a URL: ``postgresql://u:secret@h/db`` → ``postgresql://u:***@h/db``."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[-1]}"))
 
 
 class TrackingError(RuntimeError):
@@ -122,7 +111,7 @@ class MlflowTracker(NullTracker):
                 self.experiment_id = exp.experiment_id
         except Exception as exc:  # mlflow raises many types for a bad store
             raise TrackingError(
-                f"cannot use the MLflow tracking URI {mask_url(uri)!r}: {str(exc).splitlines()[0]}"
+                f"cannot use the MLflow tracking URI {mask_url(uri)!r}: {first_line(exc)}"
             ) from exc
 
     # -- runs ----------------------------------------------------------------------------
@@ -284,7 +273,7 @@ class _ArtifactThread:
                 job()
             except BaseException as exc:  # noqa: BLE001 - a lost figure must not stop a study
                 self.failed += 1
-                _log.warning("could not log %s: %s", what, _first_line(exc))
+                _log.warning("could not log %s: %s", what, first_line(exc))
             finally:
                 self.jobs.task_done()
 
@@ -360,7 +349,7 @@ def find_study_run(uri: str, experiment: str, study: str) -> tuple[str | None, s
         )
     except Exception as exc:
         raise TrackingError(
-            f"cannot use the MLflow tracking URI {mask_url(uri)!r}: {str(exc).splitlines()[0]} "
+            f"cannot use the MLflow tracking URI {mask_url(uri)!r}: {first_line(exc)} "
             "(use --no-tracking to skip MLflow)"
         ) from exc
     runs = [r for r in runs if r.data.tags.get("weightsearch.study", study) == study]
@@ -384,18 +373,13 @@ def log_report_artifacts(
         MlflowClient(tracking_uri=uri).log_artifacts(run, str(directory), artifact_path)
     except Exception as exc:
         raise TrackingError(
-            f"cannot log the report to MLflow run {run}: {str(exc).splitlines()[0]} "
+            f"cannot log the report to MLflow run {run}: {first_line(exc)} "
             "(use --no-tracking to skip MLflow)"
         ) from exc
     return run, f"logged under {artifact_path}/ on MLflow parent run {run}."
 
 
 # ---- final models (used by `weightsearch train`) ------------------------------------------
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def start_train_run(
@@ -412,7 +396,7 @@ def start_train_run(
     except Exception as exc:
         raise TrackingError(
             f"cannot create an MLflow run at {mask_url(tracker.uri)!r}: "  # type: ignore[attr-defined]
-            f"{_first_line(exc)} (use --no-tracking to skip MLflow)"
+            f"{first_line(exc)} (use --no-tracking to skip MLflow)"
         ) from exc
     return run.info.run_id
 
@@ -580,7 +564,7 @@ def log_keras_model(
         return out
     except Exception as exc:
         raise TrackingError(
-            f"cannot log the model to MLflow at {mask_url(uri)!r}: {_first_line(exc)} "
+            f"cannot log the model to MLflow at {mask_url(uri)!r}: {first_line(exc)} "
             "(use --no-tracking to skip MLflow)"
         ) from exc
     finally:
