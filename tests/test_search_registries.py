@@ -166,15 +166,14 @@ def test_an_epoch_pruner_waits_for_earlier_trials(name: str) -> None:
 def test_the_wilcoxon_pruner_gets_one_value_per_fold(tiny_spec) -> None:
     """The real objective on a tiny spec: one value per fold, at steps 0..folds-1, equal to
     the fold values it records, with folds trained in turn."""
-    # runner.prepare moves to weightsearch.study.prepare (issue 12)
-    from weightsearch import runner
+    from weightsearch import engines
     from weightsearch import spec as spec_mod
     from weightsearch.objective import Objective
     from weightsearch.tracking import NullTracker
 
     s = spec_mod.load(tiny_spec(name="wilcoxon", n_trials=1, pruner="wilcoxon"))
     assert s.search.pruner == "wilcoxon" and pruners.reports("wilcoxon") == "folds"
-    prepared = runner.prepare(s)
+    prepared = engines.prepare(s)
     pruner = make_pruner("wilcoxon", epochs=s.cv.epochs, steps=s.cv.folds)
     study = optuna.create_study(direction="maximize", pruner=pruner)
     study.optimize(Objective(s, prepared.train, prepared.space, NullTracker()), n_trials=1)

@@ -129,11 +129,6 @@ def test_unreachable_tracking_server_is_one_clear_line() -> None:
     assert "\n" not in message and "s3cret" not in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MlflowTracker builds MlflowClient outside its try: a file that is not a database "
-    "raises sqlalchemy's multi-line DatabaseError, not TrackingError",
-)
 def test_a_file_that_is_not_a_database_is_one_clear_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.db"
     bad.write_text("not a database\n" * 100)

@@ -12,6 +12,7 @@ Three kinds (:func:`parse_url`):
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,14 @@ def is_journal(url: str) -> bool:
 
 
 def mask_url(url: str) -> str:
-    """Hide the password of a URL: ``postgresql://u:secret@h/db`` → ``postgresql://u:***@h/db``."""
+    """Hide the password of a URL: ``postgresql://u:secret@h/db`` → ``postgresql://u:***@h/db``.
+
+    A database URL's password runs from ``user:`` to the last ``@``, as SQLAlchemy connects
+    with it, so raw ``/ ? # [ @`` in it are hidden too; an ``http(s)://`` URL (an MLflow
+    server) is read as a web URL."""
+    if not url.startswith(("http://", "https://")):
+        found = _DB_PASSWORD.match(url)
+        return f"{found['head']}:***@{found['rest']}" if found else url
     try:
         parts = urlsplit(url)
         password = parts.password
@@ -77,6 +85,9 @@ def mask_url(url: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)
     user = parts.username or ""
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[-1]}"))
+
+
+_DB_PASSWORD = re.compile(r"^(?P<head>[\w+.-]+://[^:/@]*):(?P<password>.*)@(?P<rest>[^@]*)$")
 
 
 def make_storage(

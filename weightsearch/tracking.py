@@ -97,11 +97,11 @@ class MlflowTracker(NullTracker):
 
         self.uri = uri
         self.experiment_name = experiment
-        self.client = MlflowClient(tracking_uri=uri)
         self.parent_run_id = None
         if uri.startswith(("http://", "https://")):
             _check_server(uri)
         try:
+            self.client = MlflowClient(tracking_uri=uri)
             exp = self.client.get_experiment_by_name(experiment)
             if exp is None:
                 self.experiment_id = self.client.create_experiment(
