@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,8 +32,10 @@ X = {"x": optuna.distributions.FloatDistribution(0, 1)}
 def live_child() -> Iterator[subprocess.Popen]:
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        while not process_start(child.pid):
-            pass
+        deadline = time.monotonic() + 10
+        while not process_start(child.pid):  # /proc/<pid>/stat appears as the child starts
+            assert time.monotonic() < deadline, "the child process never showed in /proc"
+            time.sleep(0.01)
         yield child
     finally:
         child.kill()
