@@ -65,11 +65,14 @@ def rss_mb() -> float:
 
 
 def slope(values: list[float], warmup: int) -> float:
-    """Least-squares MB per step after the warm-up."""
+    """MB per step after the warm-up: the Theil-Sen slope (the median of the pairwise slopes;
+    Sen, JASA 1968), so that one trial whose RSS dips or jumps by the allocator's whim does not
+    decide it, as it can a least-squares fit over 15 points."""
     import numpy as np
 
-    y = np.asarray(values[warmup:])
-    return float(np.polyfit(np.arange(len(y)), y, 1)[0]) if len(y) > 1 else 0.0
+    y = np.asarray(values[warmup:], dtype=float)
+    i, j = np.triu_indices(len(y), k=1)
+    return float(np.median((y[j] - y[i]) / (j - i))) if len(y) > 1 else 0.0
 
 
 def main() -> None:
