@@ -425,6 +425,11 @@ def parse(raw: dict[str, Any], source: str = "spec", path: str | None = None) ->
 
 def load(path: str | Path) -> Spec:
     """Read and check a TOML spec file."""
+    return parse(read(path), source=str(path), path=str(Path(path)))
+
+
+def read(path: str | Path) -> dict[str, Any]:
+    """A TOML spec file's tables, unchecked; :class:`SpecError` if it cannot be read."""
     p = Path(path)
     if not p.is_file():
         raise SpecError(
@@ -437,7 +442,7 @@ def load(path: str | Path) -> Spec:
         raise SpecError([f"malformed TOML: {exc}."], str(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError([f"cannot read the file: {exc}."], str(path)) from None
-    return parse(raw, source=str(path), path=str(p))
+    return raw
 
 
 def dumps_toml(data: dict[str, Any]) -> str:

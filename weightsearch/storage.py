@@ -7,7 +7,9 @@ Three kinds (:func:`parse_url`):
 - ``journal:path`` or a path ending in ``.journal``/``.log``: Optuna's journal file, safe
   for several processes on one machine;
 - ``postgresql://user@host/db`` (and other SQLAlchemy URLs): a database server, for workers
-  on many machines.
+  on many machines;
+- ``memory:``: Optuna's in-memory storage, gone with the process (``weightsearch.search``'s
+  default).
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from weightsearch.base import first_line
 
 JOURNAL_SUFFIXES = (".journal", ".log")
 DEFAULT_STORAGE = "sqlite:///weightsearch.db"
-EXPECTED = "sqlite:///file.db, postgresql://user@host/db or journal:path"
+MEMORY = "memory:"
+EXPECTED = "sqlite:///file.db, postgresql://user@host/db, journal:path or memory:"
 
 
 class StudyError(RuntimeError):
@@ -32,8 +35,8 @@ class StudyError(RuntimeError):
 @dataclass(frozen=True)
 class StorageURL:
     """A parsed storage URL: ``kind`` is ``"sqlite"``, ``"journal"``, ``"postgresql"``,
-    ``"rdb"`` (another SQLAlchemy URL) or ``"invalid"``; ``path`` is the file of a SQLite or
-    journal storage (``None`` for a server, or SQLite in memory)."""
+    ``"rdb"`` (another SQLAlchemy URL), ``"memory"`` or ``"invalid"``; ``path`` is the file
+    of a SQLite or journal storage (``None`` for a server, or in memory)."""
 
     url: str
     kind: str
@@ -50,6 +53,8 @@ class StorageURL:
 
 def parse_url(url: str) -> StorageURL:
     """What kind of storage ``url`` names, and its file if it has one."""
+    if url == MEMORY:
+        return StorageURL(url, "memory")
     if url.startswith("journal:") or url.endswith(JOURNAL_SUFFIXES):
         return StorageURL(url, "journal", Path(url.removeprefix("journal:")))
     if url.startswith("sqlite:///"):
@@ -113,6 +118,10 @@ def make_storage(
     parsed = parse_url(url)
     if parsed.kind == "invalid":
         raise StudyError(f"search.storage: {url!r} is not a storage URL; expected {EXPECTED}.")
+    if parsed.kind == "memory":
+        import optuna
+
+        return optuna.storages.InMemoryStorage()
     try:
         if parsed.kind == "journal":
             return JournalStorage(JournalFileBackend(str(parsed.path)))
@@ -169,6 +178,7 @@ def load_stored_study(name: str, url: str, error: type[Exception] = StudyError) 
 
 __all__ = [
     "DEFAULT_STORAGE",
+    "MEMORY",
     "StorageURL",
     "StudyError",
     "attach_tracker",

@@ -44,14 +44,15 @@ class Prepared:
     space: Any
 
 
-def prepare(spec: Spec) -> Prepared:
-    """Load and check the data, split off the test part, and resolve the search space.
+def prepare(spec: Spec, dataset: Any = None) -> Prepared:
+    """Load and check the data (or take ``dataset``, a :class:`~weightsearch.data.Dataset`
+    already in memory), split off the test part, and resolve the search space.
 
     Engine-specific checks come on top, in :func:`weightsearch.engines.prepare`."""
     from weightsearch import data as data_mod
     from weightsearch.space import check_space
 
-    ds = data_mod.load(
+    ds = dataset if dataset is not None else data_mod.load(
         spec.data.source,
         target=list(spec.data.target) if isinstance(spec.data.target, tuple) else spec.data.target,
         task=spec.data.task,

@@ -42,11 +42,11 @@ def engine_of(spec: Spec) -> Engine:
         raise SpecError([f"search.engine: {exc}"], spec.path or spec.name) from None
 
 
-def prepare(spec: Spec) -> Prepared:
-    """The spec resolved against its data (:func:`weightsearch.study.prepare`), checked by its
-    engine too, so nothing starts that cannot run."""
+def prepare(spec: Spec, dataset: Any = None) -> Prepared:
+    """The spec resolved against its data (:func:`weightsearch.study.prepare`; ``dataset``:
+    data already in memory), checked by its engine too, so nothing starts that cannot run."""
     engine = engine_of(spec)
-    prepared = prepare_data(spec)
+    prepared = prepare_data(spec, dataset)
     engine.check(spec, prepared.space)
     return prepared
 

@@ -18,7 +18,13 @@ when a function needs them.
 """
 
 from weightsearch.production.config import ConfigError, TrainConfig, load_config, parse_config
-from weightsearch.production.exporting import Exported, config_from_trial, export, median_epochs
+from weightsearch.production.exporting import (
+    Exported,
+    config_from_trial,
+    export,
+    export_trial,
+    median_epochs,
+)
 from weightsearch.production.files import ExportError
 from weightsearch.production.predict import PredictResult, TrainedModel, load_model, predict
 from weightsearch.production.terminal import (
@@ -49,6 +55,7 @@ __all__ = [
     "config_from_trial",
     "evaluate",
     "export",
+    "export_trial",
     "export_lines",
     "load_config",
     "load_data",

@@ -175,7 +175,15 @@ def export(
     from weightsearch.storage import load_stored_study
 
     quiet_optuna()
-    st = load_stored_study(study, storage, ExportError)
+    return export_trial(load_stored_study(study, storage, ExportError), out, storage=storage,
+                        trial=trial)
+
+
+def export_trial(
+    st: Any, out: str | Path, *, storage: str, trial: int | None = None
+) -> Exported:
+    """:func:`export` for a study already open (``st``, an ``optuna.Study``); ``storage``
+    is the URL recorded in the config."""
     chosen = pick_trial(st, trial)
     cfg = config_from_trial(st, chosen, storage)
     text = cfg.to_toml()

@@ -37,8 +37,8 @@ class TrainResult:
 
 
 def load_data(cfg: TrainConfig) -> Any:
-    """The config's data as a :class:`~weightsearch.data.Dataset`, checked against the config:
-    same classes in the same order, and the training features in the training order."""
+    """The config's data as a :class:`~weightsearch.data.Dataset`, checked against the config
+    (:func:`match_config`)."""
     from weightsearch import data as data_mod
 
     d = cfg.data
@@ -46,7 +46,16 @@ def load_data(cfg: TrainConfig) -> Any:
         d["source"], target=d.get("target"), task=cfg.task, seed=d["seed"],
         options=d.get("options") or None,
     )
-    where = f"Data {d['source']!r}"
+    return match_config(cfg, ds)
+
+
+def match_config(cfg: TrainConfig, ds: Any) -> Any:
+    """``ds`` checked against the config: same classes in the same order, and the training
+    features in the training order (reordered by name where they differ only in order)."""
+    from weightsearch import data as data_mod
+
+    d = cfg.data
+    where = f"Data {ds.name!r}"
     if list(ds.classes) != cfg.classes:
         raise data_mod.DataError(
             f"{where} has classes {ds.classes}; the config (data.classes) expects {cfg.classes} "
@@ -161,6 +170,7 @@ def train_from_config(
     track: bool | None = None,
     tracking_uri: str | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    dataset: Any = None,
 ) -> TrainResult:
     """Train the final model a config describes on all of its training data.
 
@@ -173,7 +183,9 @@ def train_from_config(
     directory, so a failure leaves nothing). ``track`` (default: the config's
     ``tracking.enabled``) logs the run and the model to MLflow and registers the model under
     ``tracking.registered_model``; ``tracking_uri`` overrides ``tracking.mlflow_uri``.
-    ``on_epoch(epoch, logs)`` is called after every epoch.
+    ``on_epoch(epoch, logs)`` is called after every epoch. ``dataset`` (a
+    :class:`~weightsearch.data.Dataset` in memory, e.g. from ``weightsearch.search``) replaces
+    the data source, checked the same way.
     """
     import keras
 
@@ -189,7 +201,8 @@ def train_from_config(
         check_out_dir(out_dir)
     uri = tracking_uri or cfg.tracking["mlflow_uri"]
     track = cfg.tracking["enabled"] if track is None else track
-    ds = load_data(cfg)  # user errors in the data surface before MLflow is touched
+    # user errors in the data surface before MLflow is touched
+    ds = load_data(cfg) if dataset is None else match_config(cfg, dataset)
     # an unusable tracking store stops the command before training, not after
     tracker = (
         tracking.make_tracker(True, uri, cfg.tracking["experiment"])

@@ -42,20 +42,23 @@ def build_report(
     tracking_uri: str | None = None,
     track: bool = True,
     top: int = 10,
+    study: Any = None,
 ) -> StudyReport:
     """Analyse a stored study, write its report into ``out_dir`` and log it to MLflow.
 
     ``out_dir`` defaults to ``reports/<study>``. The files are written into a temporary
     directory next to it and moved into place only when complete (so an error leaves no
     partial report). The tracking URI defaults to the one in the study's stored spec; the
-    files go under ``report/`` on the study's latest MLflow parent run.
+    files go under ``report/`` on the study's latest MLflow parent run. ``study`` is an
+    ``optuna.Study`` already open (an in-memory one, from ``weightsearch.search``), used
+    instead of loading ``study_name`` from ``storage``.
     """
     import shutil
     import tempfile
 
     from weightsearch import tracking
 
-    study = open_study(study_name, storage)
+    study = study if study is not None else open_study(study_name, storage)
     rep = analyse(study, top=top)
     out = Path(out_dir) if out_dir is not None else Path("reports") / study_name
     if out.exists() and not out.is_dir():
