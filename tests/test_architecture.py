@@ -31,7 +31,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("engines", ("weightsearch.engines",)),
     ("report, production, console", ("weightsearch.report", "weightsearch.production",
                                      "weightsearch.progress")),
-    ("cli", ("weightsearch.cli", "weightsearch.__main__")),
+    ("cli and Python API", ("weightsearch.cli", "weightsearch.__main__", "weightsearch.api")),
 ]
 PACKAGE_INIT = "weightsearch"  # lazy re-exports of the production API; it sits outside
 

@@ -23,6 +23,8 @@ _os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 __version__ = "0.1.0"
 
 _LAZY = {
+    "search": "weightsearch.api",
+    "SearchResult": "weightsearch.api",
     "load_config": "weightsearch.production",
     "build_from_config": "weightsearch.production",
     "train_from_config": "weightsearch.production",

@@ -51,6 +51,9 @@ def search(
     progress bar (default: when stdout is a terminal). Other keywords are spec sections or
     keys: ``cv={"patience": 3}``, ``search={"sampler": "random"}``, ``description="…"``.
     """
+    from weightsearch.compat import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
     from weightsearch import engines, training
     from weightsearch.storage import MEMORY, open_storage
     from weightsearch.tracking import make_tracker
@@ -98,6 +101,11 @@ class SearchResult:
         return self.prepared.spec
 
     @property
+    def _dataset(self) -> Any:
+        """The data in memory, for a search on a DataFrame or arrays (else it is reloaded)."""
+        return self.prepared.data if self.in_memory else None
+
+    @property
     def best_trial(self) -> Any:
         """The best complete trial (``ValueError`` if none completed)."""
         return self.study.best_trial
@@ -114,7 +122,7 @@ class SearchResult:
         tables)."""
         from weightsearch.production import config_from_trial
 
-        return config_from_trial(self.study, self.best_trial, self.storage)
+        return config_from_trial(self.study, self.best_trial, self.storage, self._dataset)
 
     def trials_dataframe(self, **kwargs: Any) -> Any:
         """One row per trial (``optuna.Study.trials_dataframe``; keywords go there)."""
@@ -137,7 +145,9 @@ class SearchResult:
         ``export`` command does; returns the path."""
         from weightsearch.production import export_trial
 
-        return export_trial(self.study, path, storage=self.storage, trial=trial).path
+        return export_trial(
+            self.study, path, storage=self.storage, trial=trial, dataset=self._dataset
+        ).path
 
     def train(self, out: str | Path | None = None, **overrides: Any) -> Any:
         """Train the best config on all of the search's training part, evaluate it on the
@@ -158,7 +168,7 @@ class SearchResult:
         cfg = replace(cfg, train={**cfg.train, **overrides})
         result = train_from_config(
             cfg, out=out, track=self.spec.tracking.enabled,
-            dataset=self.prepared.data if self.in_memory else None,
+            dataset=self._dataset,
         )
         return TrainedModel(model=result.model, meta=result.meta, path=result.out)
 
@@ -232,10 +242,24 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: search()'s keywords and the spec keys they set, so an error names both.
+KEYWORDS = {"cv.folds": "folds", "cv.epochs": "epochs", "cv.metric": "metric",
+            "search.n_trials": "n_trials", "search.storage": "storage",
+            "tracking.mlflow_uri": "tracking_uri", "data.target": "target"}
+
+
 def _parse(raw: dict[str, Any], path: str | None) -> Any:
     from weightsearch import spec as spec_mod
 
-    return spec_mod.parse({"name": "search", **raw}, source=path or SOURCE, path=path)
+    try:
+        return spec_mod.parse({"name": "search", **raw}, source=path or SOURCE, path=path)
+    except SpecError as exc:
+        problems = []
+        for line in exc.problems:
+            key, _, rest = line.partition(":")
+            word = KEYWORDS.get(key)
+            problems.append(f"{word}= ({key}):{rest}" if word else line)
+        raise SpecError(problems, exc.source) from None
 
 
 def _progress(spec: Any) -> Any:

@@ -23,33 +23,6 @@ def _console() -> Any:
     return console
 
 
-def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow with its C++ start-up banner (oneDNN, CPU features) hidden.
-
-    The banner is written to file descriptor 2 before logging is configured, so no
-    environment variable silences it. If the import fails, what it printed is shown.
-    """
-    import os
-    import tempfile
-
-    if os.environ.get("WEIGHTSEARCH_TF_BANNER") or "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            import tensorflow  # noqa: F401
-        except BaseException:
-            os.dup2(saved, 2)
-            sink.seek(0)
-            sys.stderr.write(sink.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
 def exit_process(code: int) -> NoReturn:
     """End the process with ``code`` once non-daemon threads and the atexit handlers are
     done (queued MLflow artifacts are flushed there), skipping the interpreter's teardown of
@@ -528,9 +501,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in argv  # accepted before or after the command
     args = build_parser().parse_args([a for a in argv if a != "--debug"])
     args.debug = debug
+    from weightsearch.compat import import_tensorflow_quietly
+
     try:
         if args.command in NEEDS_TENSORFLOW:
-            _import_tensorflow_quietly()
+            import_tensorflow_quietly()
         return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

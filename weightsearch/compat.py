@@ -107,6 +107,36 @@ def release_train_step_gradients() -> int:
 # ---- CPython -----------------------------------------------------------------------------
 
 
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with its C++ start-up banner (oneDNN, CPU features) hidden.
+
+    The banner is written to file descriptor 2 before logging is configured, so no
+    environment variable silences it. If the import fails, what it printed is shown.
+    """
+    import os
+    import sys
+    import tempfile
+
+    if os.environ.get("WEIGHTSEARCH_TF_BANNER") or "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        except BaseException:
+            os.dup2(saved, 2)
+            sink.seek(0)
+            sys.stderr.write(sink.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+
+
 def atexit_runner() -> Any:
     """CPython's ``atexit._run_exitfuncs`` (runs the registered exit handlers now), or
     ``None`` on an interpreter without it (then callers exit the normal way)."""
@@ -120,6 +150,7 @@ __all__ = [
     "atexit_runner",
     "gradient_registry",
     "heartbeat_enabled",
+    "import_tensorflow_quietly",
     "quiet_optuna",
     "release_train_step_gradients",
     "study_storage",

@@ -16,6 +16,8 @@ from weightsearch.data.files import (
     DEFAULT_TARGETS,
     SUFFIXES,
     TABLE_SUFFIXES,
+    from_arrays,
+    from_frame,
     load,
     load_features,
 )
@@ -32,6 +34,8 @@ __all__ = [
     "Dataset",
     "check_folds",
     "encode_labels",
+    "from_arrays",
+    "from_frame",
     "kfold",
     "list_datasets",
     "load",

@@ -111,7 +111,14 @@ def _check_finite(x: np.ndarray, source: str, columns: list[str] | None) -> None
 def _load_table(
     path: Path, source: str, target: str | list[str] | None, task: str | None
 ) -> Dataset:
-    df = _read_table(path, source)
+    return table_dataset(_read_table(path, source), source, target, task)
+
+
+def table_dataset(
+    df: pd.DataFrame, source: str, target: str | list[str] | None, task: str | None
+) -> Dataset:
+    """A table's Dataset: ``target`` (default ``label``/``target``) holds the labels, or is a
+    list of 0/1 columns (multi-label); every other column is a numeric feature."""
     available = list(df.columns)
     if target is None:
         found = [c for c in DEFAULT_TARGETS if c in available]
@@ -194,7 +201,12 @@ def _load_npz(path: Path, source: str, target: Any, task: str | None) -> Dataset
             "'y' array."
         )
     arrays = _read_npz(path, source, ("x", "y"))
-    x, y = arrays["x"], arrays["y"]
+    return array_dataset(arrays["x"], arrays["y"], source, task)
+
+
+def array_dataset(x: np.ndarray, y: np.ndarray, source: str, task: str | None) -> Dataset:
+    """Arrays' Dataset: ``x`` with 2-4 dimensions, ``y`` labels ``(N,)`` or 0/1 ``(N, L)``."""
+    x, y = np.asarray(x), np.asarray(y)
     if x.ndim == 0 or y.ndim == 0:
         raise DataError(f"Data file {source!r}: arrays 'x' and 'y' must have a row axis, "
                         f"but got shapes {x.shape} and {y.shape}.")
@@ -320,3 +332,18 @@ def load_features(
             f"Data file {source!r} gives inputs of shape {x.shape[1:]}; expected {input_shape}."
         )
     return x
+
+
+def from_frame(
+    df: pd.DataFrame, *, target: str | list[str] | None = None, task: str | None = None,
+    name: str = "DataFrame",
+) -> Dataset:
+    """A pandas DataFrame in memory as a Dataset, checked as a CSV file is."""
+    if not isinstance(df, pd.DataFrame):
+        raise DataError(f"{name}: expected a pandas DataFrame, but got {type(df).__name__}.")
+    return table_dataset(df, name, target, task)
+
+
+def from_arrays(x: Any, y: Any, *, task: str | None = None, name: str = "arrays") -> Dataset:
+    """``(x, y)`` arrays in memory as a Dataset, checked as an NPZ file is."""
+    return array_dataset(np.asarray(x), np.asarray(y), name, task)

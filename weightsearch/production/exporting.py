@@ -67,9 +67,10 @@ def median_epochs(best_epochs: Sequence[int], fallback: int) -> int:
     return max(1, int(math.floor(float(np.median(best_epochs)) + 0.5)))
 
 
-def config_from_trial(study: Any, trial: Any, storage: str) -> TrainConfig:
-    """The training config of a finished trial (loads the study's data to resolve the task,
-    classes, features and positive class exactly as the search saw them)."""
+def config_from_trial(study: Any, trial: Any, storage: str, dataset: Any = None) -> TrainConfig:
+    """The training config of a finished trial (loads the study's data, or takes ``dataset``,
+    the same data in memory, to resolve the task, classes, features and positive class
+    exactly as the search saw them)."""
     from weightsearch import data as data_mod
     from weightsearch.space import check_config
     from weightsearch.storage import mask_url
@@ -88,8 +89,9 @@ def config_from_trial(study: Any, trial: Any, storage: str) -> TrainConfig:
     target = list(target) if isinstance(target, list | tuple) else target
     test_size = float(sd.get("test_size", 0.2))
     options = dict(sd.get("options") or {})
-    ds = data_mod.load(sd["source"], target=target, task=sd.get("task"), seed=seed,
-                       options=dict(options))
+    ds = dataset if dataset is not None else data_mod.load(
+        sd["source"], target=target, task=sd.get("task"), seed=seed, options=dict(options)
+    )
     train_idx, _ = data_mod.train_test_split(ds, test_size, seed)
     train_part = ds.subset(train_idx)
     components = check_config(config, task=ds.task, where=f"trial {trial.number}")
@@ -180,12 +182,12 @@ def export(
 
 
 def export_trial(
-    st: Any, out: str | Path, *, storage: str, trial: int | None = None
+    st: Any, out: str | Path, *, storage: str, trial: int | None = None, dataset: Any = None
 ) -> Exported:
     """:func:`export` for a study already open (``st``, an ``optuna.Study``); ``storage``
-    is the URL recorded in the config."""
+    is the URL recorded in the config; ``dataset``: the study's data, already in memory."""
     chosen = pick_trial(st, trial)
-    cfg = config_from_trial(st, chosen, storage)
+    cfg = config_from_trial(st, chosen, storage, dataset)
     text = cfg.to_toml()
     back = parse_config(tomllib.loads(text), source=str(out), path=str(out))
     flat = back.params()

@@ -1,0 +1,138 @@
+"""weightsearch.search() and SearchResult: the Python entry point, on a DataFrame, on arrays,
+on a spec dict and on a file; bad keywords give one clear error naming them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from sklearn.datasets import make_classification
+from sklearn.metrics import f1_score
+
+import weightsearch
+from weightsearch.spec import SpecError
+
+TINY = {"n_trials": 2, "folds": 2, "epochs": 2,
+        "space": {"model": {"arch": "mlp", "depth": 1, "width": 8}}}
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    x, y = make_classification(n_samples=120, n_features=5, weights=[0.8, 0.2],
+                               class_sep=2.0, random_state=0)
+    df = pd.DataFrame(x, columns=[f"f{i}" for i in range(5)])
+    df["label"] = np.where(y == 1, "fraud", "ok")
+    return df
+
+
+@pytest.fixture(scope="module")
+def result(frame):
+    return weightsearch.search(frame, target="label", progress=False, **TINY)
+
+
+def test_search_on_a_dataframe_runs_an_in_memory_study(result) -> None:
+    study = result.study
+    assert isinstance(study, optuna.Study) and study.study_name == "search"
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    assert result.best_value == max(t.value for t in study.trials)
+    assert result.storage == "memory:"
+    frame = result.trials_dataframe()
+    assert list(frame["number"]) == [0, 1] and frame["value"].max() == result.best_value
+    # the baseline comes first, as with the CLI
+    assert study.trials[0].params["weighting.scheme"] == "none"
+
+
+def test_best_config_is_what_export_writes(result, tmp_path: Path) -> None:
+    cfg = result.best_config
+    assert cfg.classes == ["fraud", "ok"] and cfg.task == "binary"
+    assert cfg.data["feature_names"] == [f"f{i}" for i in range(5)]
+    assert cfg.source["trial"] == result.best_trial.number
+    path = result.export(tmp_path / "best.toml")
+    exported = weightsearch.load_config(path)
+    assert exported.params() == cfg.params()
+    assert exported.to_dict()["weighting"] == cfg.to_dict()["weighting"]
+
+
+def test_train_returns_a_model_that_predicts_class_names(result, frame, tmp_path) -> None:
+    model = result.train(tmp_path / "model", epochs=3)
+    rows = frame.drop(columns="label")
+    labels = model.predict(rows)
+    assert set(labels) <= {"fraud", "ok"}
+    # the held-out part of the search's data, re-made as the search made it, scored by sklearn
+    meta = model.meta
+    assert meta["epochs"] == 3 and meta["test_rows"] == 24 and meta["train_rows"] == 96
+    assert (tmp_path / "model" / "model.keras").is_file()
+    reloaded = weightsearch.load_model(tmp_path / "model")
+    assert list(reloaded.predict(rows)) == list(labels)
+    # its held-out score is sklearn's on the search's own test rows, re-made independently
+    from weightsearch import data as data_mod
+
+    _, test_idx = data_mod.train_test_split(result.prepared.data, 0.2, 0)
+    truth = frame["label"].to_numpy()[test_idx]
+    expected = f1_score(truth, labels[test_idx], average="macro")
+    assert meta["test"]["macro_f1"] == pytest.approx(expected)
+
+
+def test_train_refuses_an_unknown_override(result) -> None:
+    with pytest.raises(ValueError, match=r"train\(\): unknown override\(s\) \['epoch'\]"):
+        result.train(epoch=3)
+
+
+def test_report_writes_the_html_report(result, tmp_path: Path) -> None:
+    rep = result.report(tmp_path / "rep")
+    names = {p.name for p in rep.files}
+    assert "report.html" in names and "optimization_history.png" in names
+    assert "search" in (tmp_path / "rep" / "report.html").read_text()
+
+
+@pytest.mark.slow
+def test_search_on_arrays_and_on_a_spec_dict_and_a_builtin(tmp_path: Path) -> None:
+    x, y = make_classification(n_samples=90, n_features=5, n_classes=3, n_informative=3,
+                               weights=[0.6, 0.3, 0.1], random_state=1)
+    arrays = weightsearch.search((x, y), progress=False, **{**TINY, "n_trials": 1})
+    assert arrays.prepared.data.task == "multiclass"
+    assert arrays.best_config.classes == ["0", "1", "2"]
+
+    spec = {"name": "from-dict", "data": {"source": "builtin:synthetic",
+                                          "options": {"n_samples": 80}},
+            "cv": {"folds": 2, "epochs": 1}, "search": {"n_trials": 1},
+            "space": TINY["space"]}
+    url = f"sqlite:///{tmp_path}/o.db"
+    from_dict = weightsearch.search(spec, storage=url, progress=False)
+    assert from_dict.study.study_name == "from-dict" and len(from_dict.study.trials) == 1
+    # the spec's own values stand where no keyword overrides them (folds=2, not 5)
+    assert from_dict.spec.cv.folds == 2 and from_dict.spec.cv.epochs == 1
+    # stored: a second search on the same storage and name resumes the study
+    again = weightsearch.search(spec, storage=url, n_trials=1, progress=False)
+    assert [t.number for t in again.study.trials] == [0, 1]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"folds": 1}, "search(): folds= (cv.folds): must be an integer in [2, 50], but got 1."),
+        ({"n_trials": 0},
+         "search(): n_trials= (search.n_trials): must be an integer >= 1, but got 0."),
+        ({"metric": "accuracy"}, "search(): metric= (cv.metric): Unknown metric 'accuracy'"),
+        ({"n_trial": 3}, "search(): n_trial: unknown key; expected one of: name, seed"),
+        ({"cv": {"patience": -1}}, "search(): cv.patience: must be an integer >= 0"),
+    ],
+)
+def test_a_bad_keyword_is_one_clear_error_naming_it(kwargs, expected) -> None:
+    with pytest.raises(SpecError) as err:
+        weightsearch.search("builtin:synthetic", progress=False, **kwargs)
+    assert isinstance(err.value, ValueError)
+    assert len(err.value.problems) == 1
+    assert str(err.value).startswith(expected)
+
+
+def test_bad_data_arguments_are_one_clear_error(frame) -> None:
+    with pytest.raises(SpecError, match=r"^search\(\): data: expected a pandas DataFrame"):
+        weightsearch.search(42)
+    with pytest.raises(ValueError, match="no target column"):
+        weightsearch.search(frame, target="nope")
+    with pytest.raises(SpecError, match="target: only for a DataFrame or a file"):
+        weightsearch.search((np.zeros((4, 2)), np.zeros(4)), target="y")
