@@ -9,6 +9,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from weightsearch.storage import DEFAULT_STORAGE
+
 EXIT_USER = 2  # a bad spec, bad data or a bad flag
 EXIT_FAIL = 1  # the work could not be done (storage down, every trial failed)
 EXIT_INTERRUPTED = 130
@@ -378,8 +380,8 @@ def _production_parsers(sub: Any) -> None:
     p.add_argument("--study", required=True, help="the study name")
     p.add_argument(
         "--storage",
-        default="sqlite:///weightsearch.db",
-        help="Optuna storage URL (default: sqlite:///weightsearch.db)",
+        default=DEFAULT_STORAGE,
+        help=f"Optuna storage URL (default: {DEFAULT_STORAGE})",
     )
     p.add_argument("--trial", type=_nonneg_int, help="trial number (default: the best trial)")
     p.add_argument("--out", required=True, help="config file to write, e.g. best.toml")
@@ -451,8 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", required=True, help="the study name")
     p.add_argument(
         "--storage",
-        default="sqlite:///weightsearch.db",
-        help="Optuna storage URL (default: sqlite:///weightsearch.db)",
+        default=DEFAULT_STORAGE,
+        help=f"Optuna storage URL (default: {DEFAULT_STORAGE})",
     )
     p.add_argument("--out", help="output directory (default: reports/<study>)")
     p.add_argument(

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from weightsearch._params import Param
-from weightsearch.base import CHOICE_KEYS
+from weightsearch.base import CHOICE_KEYS, COMPONENT_KEYS
 from weightsearch.spec import Spec, SpecError, is_range
 
 #: Training hyperparameters that are not part of a component.
@@ -84,7 +84,7 @@ class Space:
     def suggest(self, trial: Any) -> dict[str, Any]:
         """Sample one configuration (see the module docstring for its shape)."""
         config: dict[str, Any] = {}
-        for section, key in (("weighting", "scheme"), ("loss", "name"), ("model", "arch")):
+        for section, key in COMPONENT_KEYS.items():
             chosen = self.choices[section].suggest(trial)
             dims = self.params[section][chosen]
             config[section] = {

@@ -16,6 +16,7 @@ from weightsearch.base import APPLICATIONS, SPACE_SECTIONS, TASKS
 from weightsearch.metrics import METRICS
 from weightsearch.pruners import PRUNERS
 from weightsearch.samplers import SAMPLERS
+from weightsearch.storage import DEFAULT_MLFLOW_URI, DEFAULT_STORAGE
 
 
 class SpecError(ValueError):
@@ -54,7 +55,7 @@ class SearchSpec:
     timeout: float | None = None
     sampler: str = "tpe"
     pruner: str = "median"
-    storage: str = "sqlite:///weightsearch.db"
+    storage: str = DEFAULT_STORAGE
     engine: str = "optuna"
     n_startup_trials: int = 5
     max_consecutive_failures: int = 5
@@ -67,7 +68,7 @@ class SearchSpec:
 @dataclass(frozen=True)
 class TrackingSpec:
     enabled: bool = True
-    mlflow_uri: str = "sqlite:///mlflow.db"
+    mlflow_uri: str = DEFAULT_MLFLOW_URI
     experiment: str | None = None
 
 

@@ -24,6 +24,7 @@ from weightsearch.base import first_line
 
 JOURNAL_SUFFIXES = (".journal", ".log")
 DEFAULT_STORAGE = "sqlite:///weightsearch.db"
+DEFAULT_MLFLOW_URI = "sqlite:///mlflow.db"  # MLflow's tracking store, beside the study's
 MEMORY = "memory:"
 EXPECTED = "sqlite:///file.db, postgresql://user@host/db, journal:path or memory:"
 
@@ -177,6 +178,7 @@ def load_stored_study(name: str, url: str, error: type[Exception] = StudyError) 
 
 
 __all__ = [
+    "DEFAULT_MLFLOW_URI",
     "DEFAULT_STORAGE",
     "MEMORY",
     "StorageURL",

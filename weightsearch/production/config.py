@@ -16,6 +16,7 @@ import numpy as np
 
 from weightsearch.base import APPLICATIONS, COMPONENT_KEYS, TASKS, application_problem
 from weightsearch.spec import Checker, SpecError, dumps_toml
+from weightsearch.storage import DEFAULT_MLFLOW_URI
 
 SECTIONS = ("source", "data", "weighting", "loss", "model", "train", "decision", "tracking")
 REQUIRED = ("data", "weighting", "loss", "model", "train")
@@ -23,7 +24,6 @@ DATA_KEYS = ("source", "target", "task", "test_size", "seed", "options", "classe
              "feature_names", "input_shape")
 TRAIN_KEYS = ("optimizer", "learning_rate", "batch_size", "epochs", "seed")
 TRACKING_KEYS = ("enabled", "mlflow_uri", "experiment", "registered_model")
-DEFAULT_MLFLOW_URI = "sqlite:///mlflow.db"
 
 
 class ConfigError(SpecError):

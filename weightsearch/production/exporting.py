@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from weightsearch.production.config import DEFAULT_MLFLOW_URI, TrainConfig, parse_config
+from weightsearch.production.config import TrainConfig, parse_config
 from weightsearch.production.files import ExportError, write_text
-from weightsearch.storage import DEFAULT_STORAGE
+from weightsearch.storage import DEFAULT_MLFLOW_URI, DEFAULT_STORAGE
 
 
 @dataclass
