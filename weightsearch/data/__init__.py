@@ -16,6 +16,7 @@ from weightsearch.data.files import (
     DEFAULT_TARGETS,
     SUFFIXES,
     TABLE_SUFFIXES,
+    as_float32,
     load,
     load_features,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "TABLE_SUFFIXES",
     "DataError",
     "Dataset",
+    "as_float32",
     "check_folds",
     "encode_labels",
     "kfold",

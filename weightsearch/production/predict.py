@@ -54,8 +54,9 @@ class TrainedModel:
 
     def features(self, x: Any) -> np.ndarray:
         """``x`` as float32 model input: a DataFrame (columns picked by name) or an array."""
-        from weightsearch.data import DataError
+        from weightsearch.data import DataError, as_float32
 
+        columns = None
         if hasattr(x, "columns"):
             names = self.feature_names
             if names is None:
@@ -63,8 +64,12 @@ class TrainedModel:
             missing = [n for n in names if n not in x.columns]
             if missing:
                 raise DataError(f"the data lacks training feature column(s) {missing}.")
-            x = x[names].to_numpy(dtype=np.float32)
-        arr = np.asarray(x, dtype=np.float32)
+            x, columns = x[names].to_numpy(dtype=np.float64), list(names)
+        arr = np.asarray(x)
+        if arr.dtype.kind not in "biuf":
+            raise DataError(f"inputs have dtype {arr.dtype}; expected numbers.")
+        # never predict from NaN/inf, nor from values the float32 cast turns into inf
+        arr = as_float32(arr.astype(np.float64), "the inputs", columns)
         if arr.ndim == 1 and self.input_shape == (1,):
             arr = arr[:, None]
         if arr.shape[1:] != self.input_shape:
@@ -116,7 +121,14 @@ def load_model(directory: str | Path) -> TrainedModel:
         raise ExportError(f"{str(meta_path)!r}: cannot read the model metadata: {exc}") from None
     if not isinstance(meta, dict) or meta.get("format") != META_FORMAT:
         raise ExportError(f"{str(meta_path)!r} is not weightsearch model metadata.")
-    model = keras.models.load_model(model_path)
+    try:
+        model = keras.models.load_model(model_path)
+    except Exception as exc:  # noqa: BLE001 - a truncated or foreign file is not our bug
+        msg = " ".join(str(exc).split())[:200]
+        raise ExportError(
+            f"{str(model_path)!r} is unreadable or corrupt ({type(exc).__name__}: {msg}); "
+            "expected a model saved by `weightsearch train` (train it again into a new --out)."
+        ) from None
     return TrainedModel(model=model, meta=meta, path=d)
 
 
