@@ -121,15 +121,33 @@ def load_model(directory: str | Path) -> TrainedModel:
         raise ExportError(f"{str(meta_path)!r}: cannot read the model metadata: {exc}") from None
     if not isinstance(meta, dict) or meta.get("format") != META_FORMAT:
         raise ExportError(f"{str(meta_path)!r} is not weightsearch model metadata.")
-    try:
-        model = keras.models.load_model(model_path)
-    except Exception as exc:  # noqa: BLE001 - a truncated or foreign file is not our bug
-        msg = " ".join(str(exc).split())[:200]
-        raise ExportError(
-            f"{str(model_path)!r} is unreadable or corrupt ({type(exc).__name__}: {msg}); "
-            "expected a model saved by `weightsearch train` (train it again into a new --out)."
-        ) from None
+    model = _read_model(model_path, keras)
     return TrainedModel(model=model, meta=meta, path=d)
+
+
+def _read_model(path: Path, keras: Any) -> Any:
+    """``keras.models.load_model``, with a truncated or damaged file named as such (Keras
+    says "File not found" for a ``.keras`` file that is not a whole zip archive)."""
+    import zipfile
+
+    def corrupt(why: str) -> ExportError:
+        return ExportError(
+            f"{str(path)!r} is unreadable or corrupt ({why}); expected a model saved by "
+            "`weightsearch train` (train it again into a new --out)."
+        )
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise corrupt(f"not a whole .keras zip archive: {exc}") from None
+    if damaged is not None:
+        raise corrupt(f"the checksum of {damaged!r} in it does not match")
+    try:
+        return keras.models.load_model(path)
+    except Exception as exc:  # noqa: BLE001 - a foreign or damaged file is not our bug
+        msg = " ".join(str(exc).split())[:200]
+        raise corrupt(f"{type(exc).__name__}: {msg}") from None
 
 
 @dataclass
