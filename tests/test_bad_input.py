@@ -44,6 +44,8 @@ def _case_files(tmp: Path) -> dict[str, tuple[str, tuple[str, ...], str]]:
     few = _csv(tmp, "few.csv", _rows(20, label=lambda i: 1 if i == 3 else 0))
     empty = _csv(tmp, "empty.csv", "")
     notarget = _csv(tmp, "nolabel.csv", "a,b,y\n1,2,0\n3,4,1\n")
+    huge = _csv(tmp, "huge.csv", _rows(20).replace("0.5,5,1", "1e39,5,1"))
+    dup = _csv(tmp, "dup.csv", _rows(20).replace("a,b,label", "a,a,label"))
     imgs = tmp / "seq.npz"
     np.savez(imgs, x=np.random.rand(40, 28, 28).astype("float32"), y=np.arange(40) % 2)
     return {
@@ -53,6 +55,11 @@ def _case_files(tmp: Path) -> dict[str, tuple[str, tuple[str, ...], str]]:
                            ("nolabel.csv", "no target column(s) 'label'", "'y'"), ""),
         "nan features": (f'source = "{nan}"',
                          ("nan.csv", "feature column(s) 'a'", "NaN or infinite", "1 row(s)"), ""),
+        "beyond float32": (f'source = "{huge}"',
+                           ("huge.csv", "feature column(s) 'a'", "beyond the float32 range",
+                            "data row(s) 6"), ""),
+        "duplicate columns": (f'source = "{dup}"',
+                              ("dup.csv", "column(s) 'a'", "more than once"), ""),
         "string features": (f'source = "{strings}"',
                             ("str.csv", "feature column(s) 'colour'", "not numeric"), ""),
         "single class": (f'source = "{single}"',
@@ -111,13 +118,20 @@ def test_bad_spec(case: str, command: str, tmp_path: Path, capsys) -> None:
 
 @pytest.mark.parametrize(
     "case",
-    ["missing file", "empty file", "missing target", "nan features", "string features",
-     "single class", "too few rows", "image shape"],
+    ["missing file", "empty file", "missing target", "nan features", "beyond float32",
+     "duplicate columns", "string features", "single class", "too few rows", "image shape"],
 )
 def test_bad_data(case: str, tmp_path: Path, capsys) -> None:
     data, expected, body = _case_files(tmp_path)[case]
     spec = _spec(tmp_path, data, body or CV + SPACE)
     _assert_clean_failure(capsys, main(["study", str(spec)]), expected, tmp_path)
+
+
+@pytest.mark.parametrize("case", ["beyond float32", "duplicate columns"])
+def test_validate_refuses_what_study_refuses(case: str, tmp_path: Path, capsys) -> None:
+    data, expected, body = _case_files(tmp_path)[case]
+    spec = _spec(tmp_path, data, body or CV + SPACE)
+    _assert_clean_failure(capsys, main(["validate", str(spec)]), expected, tmp_path)
 
 
 def test_bad_flag_exits_2(capsys) -> None:
@@ -171,3 +185,33 @@ def test_study_stops_after_consecutive_failures(tiny_spec, tmp_path: Path, monke
 
     study = optuna.load_study(study_name="failing", storage=f"sqlite:///{tmp_path}/optuna.db")
     assert [t.state.name for t in study.trials] == ["FAIL", "FAIL"]
+
+
+@pytest.mark.slow
+def test_resuming_a_study_on_other_data_is_refused(tmp_path: Path, capsys) -> None:
+    import optuna
+    from mlflow import MlflowClient
+
+    data = tmp_path / "data.csv"
+    data.write_text(_rows(24))
+    spec = _spec(tmp_path, f'source = "{data}"\ntest_size = 0.0')
+    assert main(["study", str(spec), "--n-trials", "1"]) == 0
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    before = optuna.load_study(study_name="bad", storage=storage)
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("bad").experiment_id])
+    data.write_text(_rows(24, label=lambda i: i % 3))  # the same file, now three classes
+    capsys.readouterr()
+    assert main(["study", str(spec), "--n-trials", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    (line,) = [x for x in err.splitlines() if x.strip()]
+    assert line.startswith(f"error: {spec}: data.source: study 'bad' in {storage} was run on "
+                           "other data (")
+    assert "task 'binary' then, 'multiclass' now" in line and "fingerprint" in line
+    assert "another `name` in the spec, or another storage (--storage)" in line
+    after = optuna.load_study(study_name="bad", storage=storage)
+    assert [t.number for t in after.trials] == [t.number for t in before.trials]
+    assert after.user_attrs == before.user_attrs  # nothing rewritten
+    again = client.search_runs([client.get_experiment_by_name("bad").experiment_id])
+    assert sorted(r.info.run_id for r in again) == sorted(r.info.run_id for r in runs)

@@ -459,6 +459,62 @@ def test_bad_features(tmp_path: Path) -> None:
             str(tmp_path / "nan.npz"))
 
 
+def test_values_beyond_float32_are_refused_after_the_cast(tmp_path: Path) -> None:
+    """1e39 is finite in float64 but inf in float32: refused, naming file, column and row."""
+    df = pd.DataFrame({"a": [1.0, 1e39, 3.0, -4e38], "b": [1.0, 2.0, 3.0, 4.0],
+                       "label": [0, 1, 0, 1]})
+    parts = ["big.csv", "feature column(s) 'a'", "beyond the float32 range", "2 row(s)",
+             "data row(s) 2, 4"]
+    msg = _raises(parts, D.load, _write(df, tmp_path / "big.csv"))
+    assert "'b'" not in msg
+    _raises(parts[1:], D.load_features, str(tmp_path / "big.csv"), feature_names=["a", "b"],
+            input_shape=(2,), ignore=["label"])
+    np.savez(tmp_path / "big.npz", x=np.array([[1.0, 2.0], [3.0, 1e39], [5.0, 6.0]]),
+             y=[0, 1, 0])
+    _raises(["big.npz", "array 'x'", "beyond the float32 range", "row index(es) 1"], D.load,
+            str(tmp_path / "big.npz"))
+    _raises(["big.npz", "beyond the float32 range"], D.load_features, str(tmp_path / "big.npz"),
+            feature_names=None, input_shape=(2,))
+    # the largest float32 itself is fine
+    top = float(np.finfo(np.float32).max)
+    df["a"] = [1.0, top, 3.0, -top]
+    assert np.isfinite(D.load(_write(df, tmp_path / "top.csv")).x).all()
+
+
+def test_large_integer_labels_stay_distinct(tmp_path: Path) -> None:
+    """Labels beyond int64 (as floats) or beyond float64's exact integers (as int64) must
+    not be merged into one class by a lossy cast."""
+    y, classes = D.encode_labels(np.array([1e30, 2e30, 1e30, 2e30]), "w")
+    assert y.tolist() == [0, 1, 0, 1] and classes == ["1e+30", "2e+30"]
+    big = 2**60
+    y, classes = D.encode_labels(np.array([big, big + 1, big, big + 1]), "w")
+    assert y.tolist() == [0, 1, 0, 1] and classes == [str(big), str(big + 1)]
+    df = pd.DataFrame({"f": [1.0, 2.0, 3.0, 4.0], "label": [big, big + 1, big, big + 1]})
+    ds = D.load(_write(df, tmp_path / "big.parquet"))
+    assert ds.task == "binary" and ds.classes == [str(big), str(big + 1)]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_duplicate_column_names_are_refused(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"dup{suffix}"
+    if suffix == ".csv":  # pandas would read these as f1, f1.1
+        path.write_text("f1,f2,f1,label\n" + "".join(f"{i},{i},{i},{i % 2}\n" for i in range(8)))
+    else:  # pandas cannot write repeated names; pyarrow can
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        cols = [pa.array([1.0, 2.0]), pa.array([3.0, 4.0]), pa.array([0, 1])]
+        pq.write_table(pa.Table.from_arrays(cols, names=["f1", "f1", "label"]), path)
+    _raises([path.name, "column(s) 'f1'", "more than once", "unique column names"], D.load,
+            str(path))
+    _raises([path.name, "column(s) 'f1'", "more than once"], D.load_features, str(path),
+            feature_names=["f1", "f2"], input_shape=(2,), ignore=["label"])
+    # a name that merely looks like pandas' renaming is a name like any other
+    ok = tmp_path / "ok.csv"
+    ok.write_text("f1,f1.1,label\n" + "".join(f"{i},{i},{i % 2}\n" for i in range(8)))
+    assert D.load(str(ok)).feature_names == ["f1", "f1.1"]
+
+
 def test_label_errors(tmp_path: Path) -> None:
     df = pd.DataFrame({"f": [1.0, 2.0, 3.0], "label": ["a", "a", "a"]})
     _raises(["one.csv", "'label'", "single class 'a'"], D.load, _write(df, tmp_path / "one.csv"))

@@ -235,6 +235,96 @@ def test_build_from_config_returns_compiled_model_weights_and_fit_kwargs() -> No
     np.testing.assert_allclose(built.fit_kwargs["sample_weight"], built.weights[ds.y], rtol=1e-6)
 
 
+def test_export_describes_the_data_the_trial_ran_on(tmp_path: Path) -> None:
+    """The data file changes after the study: the exported config still describes the
+    trial's own data (the study's record): source, task, classes, threshold, positive."""
+    import optuna
+
+    from weightsearch import spec as spec_mod
+    from weightsearch.production import export
+    from weightsearch.study import StudyRun, prepare
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data.csv"
+    frame = pd.DataFrame(rng.normal(size=(40, 3)), columns=["a", "b", "c"])
+    frame["label"] = [1 if i % 4 == 0 else 0 for i in range(40)]
+    frame.to_csv(data, index=False)
+    url = f"sqlite:///{tmp_path}/o.db"
+    spec = spec_mod.parse({
+        "name": "ran", "data": {"source": str(data)}, "cv": {"folds": 2, "epochs": 2},
+        "search": {"storage": url, "sampler": "random", "pruner": "none"},
+        "space": {"weighting": {"scheme": "balanced"}, "loss": {"name": "crossentropy"},
+                  "model": {"arch": "mlp", "depth": 1, "width": 8}},
+    })
+    prepared = prepare(spec)
+    study = StudyRun(prepared).open()
+
+    def objective(trial: optuna.Trial) -> float:  # what the objective records, untrained
+        trial.set_user_attr("config", prepared.space.suggest(trial))
+        trial.set_user_attr("threshold", 0.3)
+        trial.set_user_attr("best_epochs", [1, 2])
+        return 0.5
+
+    study.optimize(objective, n_trials=1)
+    frame["label"] = [i % 3 for i in range(40)]  # the same file, now three balanced classes
+    frame.rename(columns={"c": "d"}).to_csv(data, index=False)
+    cfg = export("ran", tmp_path / "best.toml", storage=url).config
+    assert cfg.data["source"] == str(data) and cfg.task == "binary"
+    assert cfg.classes == ["0", "1"] and cfg.data["feature_names"] == ["a", "b", "c"]
+    assert cfg.decision == {"threshold": 0.3, "positive": "1"}
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory) -> Path:
+    """A model directory trained for one epoch from the minimal config (no study)."""
+    from weightsearch.production import parse_config, train_from_config
+
+    out = tmp_path_factory.mktemp("small") / "model"
+    train_from_config(parse_config(_config_dict()), out=out, track=False)
+    return out
+
+
+def test_predict_refuses_values_beyond_float32(small_model: Path, tmp_path: Path,
+                                               capsys) -> None:
+    from weightsearch import data as data_mod
+    from weightsearch.production import load_model
+
+    ds = data_mod.load("builtin:synthetic", seed=0, options=dict(SYNTH))
+    frame = pd.DataFrame(ds.x[:5].astype(np.float64), columns=ds.feature_names)
+    frame.loc[3, "x2"] = 1e39  # finite in float64, inf in float32
+    new = tmp_path / "huge.csv"
+    frame.to_csv(new, index=False)
+    out = tmp_path / "p.csv"
+    capsys.readouterr()
+    assert main(["predict", str(small_model), "--data", str(new), "--out", str(out)]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "huge.csv" in line and "feature column(s) 'x2'" in line and "data row(s) 4" in line
+    assert "beyond the float32 range" in line and not out.exists()
+    tm = load_model(small_model)  # the Python API refuses it too, NaN included
+    with pytest.raises(data_mod.DataError, match="'x2' hold values beyond the float32 range"):
+        tm.predict_proba(frame)
+    with pytest.raises(data_mod.DataError, match="array 'x' contain NaN or infinite"):
+        tm.predict(np.where(np.arange(6) == 1, np.nan, ds.x[:2]))
+
+
+def test_a_truncated_model_file_is_named_unreadable(small_model: Path, tmp_path: Path,
+                                                    capsys) -> None:
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(small_model, broken)
+    model = broken / "model.keras"
+    model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
+    new = tmp_path / "new.npz"
+    np.savez(new, x=np.zeros((2, 6)))
+    capsys.readouterr()
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(broken), "--data", str(new), "--out", str(out)]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert f"{str(model)!r} is unreadable or corrupt" in line and "not found" not in line
+    assert not out.exists()
+
+
 def test_median_epochs_rounds_half_up() -> None:
     from weightsearch.production import median_epochs
 

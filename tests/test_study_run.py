@@ -110,6 +110,58 @@ def test_a_study_of_another_engine_is_refused(base_prepared, tmp_path) -> None:
         StudyRun(_prepared(base_prepared, tmp_path)).open()
 
 
+def _other_data(base: Prepared, tmp_path: Path, **data: Any) -> Prepared:
+    """The base study's spec on other data (same name, same storage)."""
+    raw = {**RAW, "data": {**RAW["data"], **data},
+           "search": {**RAW["search"], "storage": f"sqlite:///{tmp_path}/o.db"}}
+    return prepare(spec_mod.parse(raw))
+
+
+def test_the_study_records_its_data_and_refuses_a_resume_on_other_data(
+    base_prepared, tmp_path
+) -> None:
+    study = StudyRun(_prepared(base_prepared, tmp_path)).open()
+    record = study.user_attrs["data"]
+    assert record["source"] == "builtin:synthetic" and record["task"] == "binary"
+    assert record["classes"] == ["0", "1"] and record["features"] == [f"x{i}" for i in range(4)]
+    assert record["fingerprint"].startswith("sha256:") and record["rows"] == len(
+        base_prepared.train)
+    assert record["positive"] == "1"  # the minority class of the search part
+    # the same data again (a resume, a worker joining) is welcome
+    assert StudyRun(_prepared(base_prepared, tmp_path)).open().user_attrs["data"] == record
+
+    # other rows of the same shape: only the fingerprint tells
+    other = _other_data(base_prepared, tmp_path,
+                        options={**RAW["data"]["options"], "class_sep": 2.0})
+    with pytest.raises(SpecError) as err:
+        StudyRun(other).open()
+    (line,) = err.value.problems
+    assert line.startswith("data.source: study 'unit' in sqlite:///") and "other data" in line
+    assert "fingerprint" in line and "task" not in line and "classes" not in line
+    assert "another `name`" in line and "another storage (--storage)" in line
+    # three classes: the task and the classes differ too
+    three = _other_data(base_prepared, tmp_path, options={
+        "n_samples": 60, "n_features": 4, "weights": [0.5, 0.3, 0.2]})
+    with pytest.raises(SpecError) as err:
+        StudyRun(three).open()
+    (line,) = err.value.problems
+    assert "task 'binary' then, 'multiclass' now" in line
+    assert "classes ['0', '1'] then, ['0', '1', '2'] now" in line
+    # nothing of the refused runs was written
+    again = optuna.load_study(study_name="unit", storage=f"sqlite:///{tmp_path}/o.db")
+    assert again.user_attrs["data"] == record
+    assert again.user_attrs["spec"]["data"]["options"] == RAW["data"]["options"]
+
+
+def test_a_study_made_before_the_record_resumes_and_gets_it(base_prepared, tmp_path) -> None:
+    url = f"sqlite:///{tmp_path}/o.db"
+    old = optuna.create_study(study_name="unit", storage=url, direction="maximize")
+    old.add_trial(optuna.trial.create_trial(value=0.5))
+    assert "data" not in old.user_attrs
+    study = StudyRun(_prepared(base_prepared, tmp_path)).open()
+    assert study.user_attrs["data"]["source"] == "builtin:synthetic"
+
+
 def test_running_starts_and_ends_the_parent_run(base_prepared, tmp_path) -> None:
     tracker = RecordingTracker()
     run = StudyRun(_prepared(base_prepared, tmp_path), tracker=tracker)

@@ -122,7 +122,7 @@ class SearchResult:
         tables)."""
         from weightsearch.production import config_from_trial
 
-        return config_from_trial(self.study, self.best_trial, self.storage, self._dataset)
+        return config_from_trial(self.study, self.best_trial, self.storage)
 
     def trials_dataframe(self, **kwargs: Any) -> Any:
         """One row per trial (``optuna.Study.trials_dataframe``; keywords go there)."""
@@ -145,9 +145,7 @@ class SearchResult:
         ``export`` command does; returns the path."""
         from weightsearch.production import export_trial
 
-        return export_trial(
-            self.study, path, storage=self.storage, trial=trial, dataset=self._dataset
-        ).path
+        return export_trial(self.study, path, storage=self.storage, trial=trial).path
 
     def train(self, out: str | Path | None = None, **overrides: Any) -> Any:
         """Train the best config on all of the search's training part, evaluate it on the

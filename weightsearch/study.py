@@ -83,6 +83,63 @@ def prepare(spec: Spec, dataset: Any = None) -> Prepared:
 
 # ---- the study itself --------------------------------------------------------------------
 
+#: The study user attribute that records the data a study was run on (:func:`data_record`).
+DATA_ATTR = "data"
+#: The record's fields, in the order a mismatch is reported.
+DATA_FIELDS = ("source", "task", "classes", "features", "fingerprint")
+
+
+def data_record(prepared: Prepared) -> dict[str, Any]:
+    """What a study is run on: the data source, task, classes, feature names, input shape,
+    binary positive class (the search part's minority) and a content fingerprint (sha256 of
+    the search part's ``x`` and ``y``, their shapes and dtypes)."""
+    import hashlib
+
+    import numpy as np
+
+    train = prepared.train
+    digest = hashlib.sha256()
+    for arr in (np.ascontiguousarray(train.x), np.ascontiguousarray(train.y)):
+        digest.update(f"{arr.dtype.str}{arr.shape};".encode())
+        digest.update(arr.data)
+    features, positive = train.feature_names, train.positive_class
+    return {
+        "source": prepared.spec.data.source,
+        "task": train.task,
+        "classes": list(train.classes),
+        "features": None if features is None else list(features),
+        "input_shape": list(train.input_shape),
+        "positive": None if positive is None else train.classes[int(positive)],
+        "rows": len(train),
+        "fingerprint": "sha256:" + digest.hexdigest(),
+    }
+
+
+def check_same_data(study: Any, record: dict[str, Any], spec: Spec, url: str) -> None:
+    """``SpecError`` at ``data.source`` when ``study`` was run on other data than ``record``
+    says; a study without a record (made before weightsearch kept one) passes."""
+    stored = study.user_attrs.get(DATA_ATTR)
+    if not isinstance(stored, dict):
+        return
+    differ = [k for k in DATA_FIELDS if stored.get(k) != record.get(k)]
+    if not differ:
+        return
+
+    def shown(value: Any) -> str:
+        text = repr(value)
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    what = "; ".join(
+        f"{k} {shown(stored.get(k))} then, {shown(record.get(k))} now" for k in differ
+    )
+    raise SpecError(
+        [f"data.source: study {spec.name!r} in {mask_url(url)} was run on other data "
+         f"({what}); resuming it would mix the two. Keep the study's data, or start a new "
+         "study: another `name` in the spec, or another storage (--storage)."],
+        spec.path or spec.name,
+    )
+
+
 
 def study_sampler(spec: Spec, worker_index: int = 0) -> Any:
     """The spec's sampler; each worker of a study gets its own seed (seed + worker index),
@@ -116,6 +173,7 @@ def create_study(
     pruner: Any = None,
     engine: str = "optuna",
     baseline: bool = True,
+    data: dict[str, Any] | None = None,
 ) -> Any:
     """Create the spec's study, or load it when it exists (resume, or another worker's).
 
@@ -124,7 +182,9 @@ def create_study(
     loss ``crossentropy``) when the space holds both and ``search.baseline_first`` is on, so
     ``report`` always has a baseline to compare with (``baseline=False``: never, for an
     engine whose own algorithm picks every trial). A study that already holds trials of
-    another engine is refused, so the engines stay comparable. Callers hold the init lock.
+    another engine is refused, so the engines stay comparable. ``data`` (a
+    :func:`data_record`) is written once; a study already run on other data is refused
+    before anything is written. Callers hold the init lock.
     """
     import optuna
 
@@ -144,6 +204,10 @@ def create_study(
              "run its own study name, so the engines stay comparable."],
             spec.path or spec.name,
         )
+    if data is not None:
+        check_same_data(study, data, spec, url)
+        if DATA_ATTR not in study.user_attrs:
+            study.set_user_attr(DATA_ATTR, data)
     if baseline and spec.search.baseline_first and not study.trials:
         enqueue_baseline(study, space)
     study.set_user_attr("metric", spec.cv.metric)
@@ -321,7 +385,8 @@ class StudyRun:
         MLflow runs are closed through this run's tracker from now on."""
         with init_lock(self.url, self.spec.name):
             self.study = create_study(
-                self.spec, self.store, self.url, space=self.prepared.space, **create
+                self.spec, self.store, self.url, space=self.prepared.space,
+                data=data_record(self.prepared), **create
             )
         attach_tracker(self.store, self.tracker)
         trials = self.study.get_trials(deepcopy=False)
@@ -396,6 +461,7 @@ class StudyRun:
 
 
 __all__ = [
+    "DATA_ATTR",
     "ConsecutiveFailures",
     "Outcome",
     "Prepared",
@@ -404,7 +470,9 @@ __all__ = [
     "best_value",
     "budget_spent",
     "counted_trials",
+    "check_same_data",
     "create_study",
+    "data_record",
     "enqueue_baseline",
     "leaderboard",
     "prepare",

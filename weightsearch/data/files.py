@@ -3,6 +3,7 @@ data for prediction), with the file readers and their checks."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,8 @@ def _check_path(source: str) -> Path:
 
 def _read_table(path: Path, source: str) -> pd.DataFrame:
     suffix = path.suffix.lower()
+    if suffix != ".csv":  # pyarrow reads repeated names only to fail with its schema dump
+        _check_unique_columns(_parquet_names(path), source)
     try:
         if suffix == ".csv":
             df = pd.read_csv(path)
@@ -68,8 +71,38 @@ def _read_table(path: Path, source: str) -> pd.DataFrame:
         raise DataError(
             f"Data file {source!r} has no data rows; expected a header and at least one row."
         )
+    names = _csv_header(path) if suffix == ".csv" else [str(c) for c in df.columns]
+    _check_unique_columns(names, source)
     df.columns = [str(c) for c in df.columns]
     return df
+
+
+def _csv_header(path: Path) -> list[str]:
+    """The CSV header as written (``pandas.read_csv`` renames a repeated name ``f1`` to
+    ``f1.1``), read by the same parser; empty names are left out."""
+    head = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
+    return [str(c) for c in head.iloc[0].tolist() if str(c) != ""]
+
+
+def _parquet_names(path: Path) -> list[str]:
+    """The Parquet schema's column names; none when the file is unreadable (reading it
+    then says why)."""
+    try:
+        import pyarrow.parquet as pq
+
+        return [str(n) for n in pq.read_schema(path).names]
+    except Exception:  # noqa: BLE001 - pandas' own read reports the problem
+        return []
+
+
+def _check_unique_columns(names: list[str], source: str) -> None:
+    """``DataError`` naming a column that appears more than once."""
+    repeated = sorted(n for n, count in Counter(names).items() if count > 1)
+    if repeated:
+        raise DataError(
+            f"Data file {source!r}: column(s) {quote_list(repeated)} appear more "
+            "than once in the header; expected unique column names (rename or drop the copies)."
+        )
 
 
 def _table_features(df: pd.DataFrame, columns: list[str], source: str) -> np.ndarray:
@@ -86,26 +119,44 @@ def _table_features(df: pd.DataFrame, columns: list[str], source: str) -> np.nda
             "expected numbers only (encode categories first, e.g. pandas.get_dummies)."
         )
     x = df[columns].to_numpy(dtype=np.float64, na_value=np.nan)
-    _check_finite(x, source, columns)
-    return x.astype(np.float32)
+    return as_float32(x, f"Data file {source!r}", columns)
 
 
-def _check_finite(x: np.ndarray, source: str, columns: list[str] | None) -> None:
-    """``DataError`` naming the columns (or array ``x``) with NaN/inf and the bad-row count."""
+def as_float32(x: np.ndarray, where: str, columns: list[str] | None) -> np.ndarray:
+    """``x`` as float32, every value finite *after* the cast; else ``DataError`` naming
+    ``where`` (the file), the columns (or array ``x``) and the rows: NaN/inf, or beyond
+    float32's range, which the cast would turn into inf."""
+    _check_finite(x, where, columns, "contain NaN or infinite values",
+                  "expected finite numbers (impute or drop those rows)")
+    with np.errstate(over="ignore"):
+        x32 = np.asarray(x).astype(np.float32)
+    _check_finite(
+        x32, where, columns,
+        f"hold values beyond the float32 range (|x| > {float(np.finfo(np.float32).max):.4g})",
+        "expected numbers the model's float32 inputs can hold (rescale that column)",
+    )
+    return x32
+
+
+def _check_finite(
+    x: np.ndarray, where: str, columns: list[str] | None, problem: str, expected: str
+) -> None:
+    """``DataError`` naming the columns (or array ``x``) and rows with non-finite values."""
+    if x.size == 0:
+        return
     flat = x.reshape(len(x), -1)
     bad = ~np.isfinite(flat)
     if not bad.any():
         return
-    rows = int(bad.any(axis=1).sum())
+    rows = np.flatnonzero(bad.any(axis=1))
     if columns is not None:
         cols = [columns[j] for j in np.flatnonzero(bad.any(axis=0))]
         what = f"feature column(s) {quote_list(cols)}"
+        at = f"data row(s) {quote_list([int(r) + 1 for r in rows], 5)} (the first data row is 1)"
     else:
         what = "array 'x'"
-    raise DataError(
-        f"Data file {source!r}: {what} contain NaN or infinite values in {rows} row(s); "
-        "expected finite numbers (impute or drop those rows)."
-    )
+        at = f"row index(es) {quote_list([int(r) for r in rows], 5)}"
+    raise DataError(f"{where}: {what} {problem} in {len(rows)} row(s), at {at}; {expected}.")
 
 
 def _load_table(
@@ -189,9 +240,7 @@ def _npz_x(x: np.ndarray, source: str) -> np.ndarray:
         )
     if x.ndim == 1:
         x = x[:, None]
-    x = x.astype(np.float64)
-    _check_finite(x, source, None)
-    return x.astype(np.float32)
+    return as_float32(x.astype(np.float64), f"Data file {source!r}", None)
 
 
 def _load_npz(path: Path, source: str, target: Any, task: str | None) -> Dataset:

@@ -29,14 +29,18 @@ def encode_labels(values: np.ndarray, where: str) -> tuple[np.ndarray, list[str]
         if values.dtype.kind == "b":
             uniq = np.unique(values)
             return np.searchsorted(uniq, values).astype(np.int64), [str(u) for u in uniq]
-        if np.all(as_float == np.round(as_float)):
-            ints = as_float.astype(np.int64)
-            uniq = np.unique(ints)
-            if np.array_equal(uniq, np.arange(len(uniq))):
-                return ints, [str(int(u)) for u in uniq]
-            return np.searchsorted(uniq, ints).astype(np.int64), [str(int(u)) for u in uniq]
-        uniq = np.unique(as_float)
-        return np.searchsorted(uniq, as_float).astype(np.int64), [str(u) for u in uniq]
+        if values.dtype.kind in "iu":  # exact: float64 would merge labels above 2**53
+            ints = values
+        elif np.all(as_float == np.round(as_float)) and np.all(np.abs(as_float) <= 2**53):
+            ints = as_float.astype(np.int64)  # integral floats that int64 holds exactly
+        else:
+            uniq = np.unique(as_float)
+            return np.searchsorted(uniq, as_float).astype(np.int64), [str(u) for u in uniq]
+        uniq = np.unique(ints)
+        names = [str(int(u)) for u in uniq]
+        if np.array_equal(uniq, np.arange(len(uniq))):
+            return ints.astype(np.int64), names
+        return np.searchsorted(uniq, ints).astype(np.int64), names
     missing = pd.isna(values)
     if missing.any():
         raise DataError(

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from weightsearch.production.config import TrainConfig, parse_config
+from weightsearch.production.config import DEFAULT_MLFLOW_URI, TrainConfig, parse_config
 from weightsearch.production.files import ExportError, write_text
-from weightsearch.storage import DEFAULT_MLFLOW_URI, DEFAULT_STORAGE
+from weightsearch.storage import DEFAULT_STORAGE
 
 
 @dataclass
@@ -67,11 +67,37 @@ def median_epochs(best_epochs: Sequence[int], fallback: int) -> int:
     return max(1, int(math.floor(float(np.median(best_epochs)) + 0.5)))
 
 
-def config_from_trial(study: Any, trial: Any, storage: str, dataset: Any = None) -> TrainConfig:
-    """The training config of a finished trial (loads the study's data, or takes ``dataset``,
-    the same data in memory, to resolve the task, classes, features and positive class
-    exactly as the search saw them)."""
+def trial_data(study: Any, spec: dict[str, Any]) -> dict[str, Any]:
+    """What the study's trials were run on: the study's data record (source, task, classes,
+    features, input shape, positive class), written when the study was created; a study
+    from before the record loads its stored spec's data to resolve them, as the search did."""
     from weightsearch import data as data_mod
+    from weightsearch.study import DATA_ATTR
+
+    record = study.user_attrs.get(DATA_ATTR)
+    if isinstance(record, dict):
+        return record
+    sd = spec["data"]
+    seed = int(spec.get("seed", 0))
+    target = sd.get("target")
+    target = list(target) if isinstance(target, list | tuple) else target
+    ds = data_mod.load(sd["source"], target=target, task=sd.get("task"), seed=seed,
+                       options=dict(sd.get("options") or {}))
+    train_idx, _ = data_mod.train_test_split(ds, float(sd.get("test_size", 0.2)), seed)
+    positive = ds.subset(train_idx).positive_class
+    return {
+        "source": sd["source"],
+        "task": ds.task,
+        "classes": list(ds.classes),
+        "features": None if ds.feature_names is None else list(ds.feature_names),
+        "input_shape": list(ds.input_shape),
+        "positive": None if positive is None else ds.classes[int(positive)],
+    }
+
+
+def config_from_trial(study: Any, trial: Any, storage: str) -> TrainConfig:
+    """The training config of a finished trial, describing the data the trial ran on
+    (:func:`trial_data`), not whatever the data source holds today."""
     from weightsearch.space import check_config
     from weightsearch.storage import mask_url
 
@@ -89,12 +115,9 @@ def config_from_trial(study: Any, trial: Any, storage: str, dataset: Any = None)
     target = list(target) if isinstance(target, list | tuple) else target
     test_size = float(sd.get("test_size", 0.2))
     options = dict(sd.get("options") or {})
-    ds = dataset if dataset is not None else data_mod.load(
-        sd["source"], target=target, task=sd.get("task"), seed=seed, options=dict(options)
-    )
-    train_idx, _ = data_mod.train_test_split(ds, test_size, seed)
-    train_part = ds.subset(train_idx)
-    components = check_config(config, task=ds.task, where=f"trial {trial.number}")
+    ran_on = trial_data(study, spec)
+    task = ran_on["task"]
+    components = check_config(config, task=task, where=f"trial {trial.number}")
     attrs = trial.user_attrs
     best_epochs = [int(e) for e in attrs.get("best_epochs") or []]
     tracking = spec.get("tracking", {})
@@ -112,21 +135,21 @@ def config_from_trial(study: Any, trial: Any, storage: str, dataset: Any = None)
         "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     data = {
-        "source": sd["source"],
+        "source": ran_on["source"],
         "target": target,
-        "task": ds.task,
+        "task": task,
         "test_size": test_size,
         "seed": seed,
         "options": options,
-        "classes": list(ds.classes),
-        "feature_names": None if ds.feature_names is None else list(ds.feature_names),
-        "input_shape": list(ds.input_shape),
+        "classes": list(ran_on["classes"]),
+        "feature_names": ran_on.get("features"),
+        "input_shape": list(ran_on["input_shape"]),
     }
     decision: dict[str, Any] = {}
-    if "threshold" in attrs and ds.task in ("binary", "multilabel"):
+    if "threshold" in attrs and task in ("binary", "multilabel"):
         decision["threshold"] = attrs["threshold"]
-    if ds.task == "binary":
-        decision["positive"] = ds.classes[int(train_part.positive_class)]
+    if task == "binary":
+        decision["positive"] = ran_on["positive"]
     raw = {
         "source": source,
         "data": data,
@@ -181,13 +204,11 @@ def export(
                         trial=trial)
 
 
-def export_trial(
-    st: Any, out: str | Path, *, storage: str, trial: int | None = None, dataset: Any = None
-) -> Exported:
+def export_trial(st: Any, out: str | Path, *, storage: str, trial: int | None = None) -> Exported:
     """:func:`export` for a study already open (``st``, an ``optuna.Study``); ``storage``
-    is the URL recorded in the config; ``dataset``: the study's data, already in memory."""
+    is the URL recorded in the config."""
     chosen = pick_trial(st, trial)
-    cfg = config_from_trial(st, chosen, storage, dataset)
+    cfg = config_from_trial(st, chosen, storage)
     text = cfg.to_toml()
     back = parse_config(tomllib.loads(text), source=str(out), path=str(out))
     flat = back.params()

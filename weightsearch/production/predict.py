@@ -54,8 +54,9 @@ class TrainedModel:
 
     def features(self, x: Any) -> np.ndarray:
         """``x`` as float32 model input: a DataFrame (columns picked by name) or an array."""
-        from weightsearch.data import DataError
+        from weightsearch.data import DataError, as_float32
 
+        columns = None
         if hasattr(x, "columns"):
             names = self.feature_names
             if names is None:
@@ -63,8 +64,12 @@ class TrainedModel:
             missing = [n for n in names if n not in x.columns]
             if missing:
                 raise DataError(f"the data lacks training feature column(s) {missing}.")
-            x = x[names].to_numpy(dtype=np.float32)
-        arr = np.asarray(x, dtype=np.float32)
+            x, columns = x[names].to_numpy(dtype=np.float64), list(names)
+        arr = np.asarray(x)
+        if arr.dtype.kind not in "biuf":
+            raise DataError(f"inputs have dtype {arr.dtype}; expected numbers.")
+        # never predict from NaN/inf, nor from values the float32 cast turns into inf
+        arr = as_float32(arr.astype(np.float64), "the inputs", columns)
         if arr.ndim == 1 and self.input_shape == (1,):
             arr = arr[:, None]
         if arr.shape[1:] != self.input_shape:
@@ -116,8 +121,33 @@ def load_model(directory: str | Path) -> TrainedModel:
         raise ExportError(f"{str(meta_path)!r}: cannot read the model metadata: {exc}") from None
     if not isinstance(meta, dict) or meta.get("format") != META_FORMAT:
         raise ExportError(f"{str(meta_path)!r} is not weightsearch model metadata.")
-    model = keras.models.load_model(model_path)
+    model = _read_model(model_path, keras)
     return TrainedModel(model=model, meta=meta, path=d)
+
+
+def _read_model(path: Path, keras: Any) -> Any:
+    """``keras.models.load_model``, with a truncated or damaged file named as such (Keras
+    says "File not found" for a ``.keras`` file that is not a whole zip archive)."""
+    import zipfile
+
+    def corrupt(why: str) -> ExportError:
+        return ExportError(
+            f"{str(path)!r} is unreadable or corrupt ({why}); expected a model saved by "
+            "`weightsearch train` (train it again into a new --out)."
+        )
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise corrupt(f"not a whole .keras zip archive: {exc}") from None
+    if damaged is not None:
+        raise corrupt(f"the checksum of {damaged!r} in it does not match")
+    try:
+        return keras.models.load_model(path)
+    except Exception as exc:  # noqa: BLE001 - a foreign or damaged file is not our bug
+        msg = " ".join(str(exc).split())[:200]
+        raise corrupt(f"{type(exc).__name__}: {msg}") from None
 
 
 @dataclass
