@@ -122,8 +122,8 @@ def test_a_live_model_keeps_training_after_its_gradients_are_released() -> None:
 def test_rss_stays_flat_across_30_trials_in_one_process(tmp_path: Path) -> None:
     out = tmp_path / "probe.json"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "memory_probe.py"), "--trials", "20",
-         "--warmup", "5", "--out", str(out)],
+        [sys.executable, str(ROOT / "scripts" / "memory_probe.py"), "--trials", "30",
+         "--warmup", "10", "--out", str(out)],
         capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]

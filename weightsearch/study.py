@@ -347,6 +347,30 @@ class Outcome:
     lost_trials: list[int] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """How one invocation runs, for every engine: ``n_trials`` more trials (default: the
+    spec's) or until ``timeout``; ``storage`` (a URL or an opened storage), ``tracker`` and
+    ``progress`` as :class:`StudyRun` takes them. Worker mode: ``total`` (run until the study
+    holds that many trials), ``parent_run_id`` (the coordinator's MLflow run),
+    ``worker_index`` (offsets the sampler's seed) and ``max_trials`` (in this process)."""
+
+    n_trials: int | None = None
+    timeout: float | None = None
+    storage: Any = None
+    tracker: Any = None
+    progress: Any = None
+    total: int | None = None
+    parent_run_id: str | None = None
+    worker_index: int = 0
+    max_trials: int | None = None
+
+    @property
+    def worker_mode(self) -> bool:
+        return bool(self.total is not None or self.parent_run_id or self.worker_index
+                    or self.max_trials)
+
+
 class StudyRun:
     """One invocation of a study: its storage, study, tracker, parent run and outcome.
 
@@ -465,6 +489,7 @@ __all__ = [
     "ConsecutiveFailures",
     "Outcome",
     "Prepared",
+    "RunOptions",
     "StudyError",
     "StudyRun",
     "best_value",

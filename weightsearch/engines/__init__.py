@@ -3,8 +3,8 @@
 An engine proposes a study's trials; everything else (storage, study, MLflow parent run,
 signals, failures, the outcome) is the shared :class:`~weightsearch.study.StudyRun`. Each entry
 has ``name``, ``check(spec, space)`` (refuse what it cannot run, up front), ``describe(spec)``
-and ``run(prepared, **options) -> Outcome``; its docstring says what it is. A new engine is one
-registry entry here.
+and ``run(prepared, options: RunOptions) -> Outcome``; its docstring says what it is. A new
+engine is one registry entry here.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from weightsearch._registry import Registry
 from weightsearch.engines.keras_tuner import KerasTunerEngine
 from weightsearch.engines.optuna_engine import OptunaEngine
 from weightsearch.spec import Spec, SpecError
-from weightsearch.study import Outcome, Prepared
+from weightsearch.study import Outcome, Prepared, RunOptions
 from weightsearch.study import prepare as prepare_data
 
 
@@ -26,7 +26,7 @@ class Engine(Protocol):
 
     def describe(self, spec: Spec) -> str: ...
 
-    def run(self, prepared: Prepared, **options: Any) -> Outcome: ...
+    def run(self, prepared: Prepared, options: RunOptions) -> Outcome: ...
 
 
 ENGINES: Registry[Engine] = Registry("engine")
@@ -52,9 +52,9 @@ def prepare(spec: Spec, dataset: Any = None) -> Prepared:
 
 
 def run_study(prepared: Prepared, **options: Any) -> Outcome:
-    """Run the prepared study with its engine; ``options`` as
-    :meth:`OptunaEngine.run <weightsearch.engines.optuna_engine.OptunaEngine.run>` takes."""
-    return engine_of(prepared.spec).run(prepared, **options)
+    """Run the prepared study with its engine; ``options`` are
+    :class:`~weightsearch.study.RunOptions`'s fields (a misspelt one is a ``TypeError``)."""
+    return engine_of(prepared.spec).run(prepared, RunOptions(**options))
 
 
 __all__ = ["ENGINES", "Engine", "engine_of", "prepare", "run_study"]

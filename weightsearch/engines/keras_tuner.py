@@ -58,7 +58,7 @@ from weightsearch.objective import Objective
 from weightsearch.space import Dim, Space
 from weightsearch.spec import Spec, SpecError
 from weightsearch.storage import parse_url
-from weightsearch.study import Outcome, Prepared, StudyRun
+from weightsearch.study import Outcome, Prepared, RunOptions, StudyRun
 
 #: search.pruner → search.sampler values it accepts → the KerasTuner algorithm.
 ALGORITHMS: dict[str, dict[str, str]] = {
@@ -355,20 +355,7 @@ class KerasTunerEngine:
     def describe(self, spec: Spec) -> str:
         return describe(spec)
 
-    def run(
-        self,
-        prepared: Prepared,
-        *,
-        n_trials: int | None = None,
-        timeout: float | None = None,
-        storage: Any = None,
-        tracker: Any = None,
-        progress: Any = None,
-        total: int | None = None,
-        parent_run_id: str | None = None,
-        worker_index: int = 0,
-        max_trials: int | None = None,
-    ) -> Outcome:
+    def run(self, prepared: Prepared, options: RunOptions) -> Outcome:
         """Run ``n_trials`` KerasTuner trials (or until ``timeout``). Takes the Optuna
         engine's arguments; worker mode (``total``, ``parent_run_id``, ``worker_index``,
         ``max_trials``) is rejected."""
@@ -376,7 +363,7 @@ class KerasTunerEngine:
 
         spec = prepared.spec
         algo = check_spec(spec, prepared.space)
-        if total is not None or parent_run_id or worker_index or max_trials:
+        if options.worker_mode:
             raise SpecError(
                 [
                     "search.engine: the keras-tuner engine runs in one process; use "
@@ -386,14 +373,16 @@ class KerasTunerEngine:
             )
         import keras_tuner as kt
 
-        run = StudyRun(prepared, storage=storage, tracker=tracker, progress=progress)
+        run = StudyRun(
+            prepared, storage=options.storage, tracker=options.tracker, progress=options.progress
+        )
         sampler = _fixed_sampler()
         study = run.open(
             sampler=sampler, pruner=optuna.pruners.NopPruner(), engine=self.name,
             baseline=False,
         )
-        n = n_trials if n_trials is not None else spec.search.n_trials
-        timeout = timeout or spec.search.timeout
+        n = options.n_trials if options.n_trials is not None else spec.search.n_trials
+        timeout = options.timeout or spec.search.timeout
         deadline = time.monotonic() + timeout if timeout else None
         runner = TrialRunner(run, sampler, algo, deadline)
 

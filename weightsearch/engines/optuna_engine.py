@@ -17,7 +17,7 @@ from weightsearch.locks import StudyLock
 from weightsearch.objective import Objective
 from weightsearch.samplers import check_available
 from weightsearch.spec import SpecError
-from weightsearch.study import Outcome, Prepared, StudyRun, budget_spent
+from weightsearch.study import Outcome, Prepared, RunOptions, StudyRun, budget_spent
 
 
 class OptunaEngine:
@@ -36,36 +36,23 @@ class OptunaEngine:
     def describe(self, spec: Any) -> str:
         return f"Optuna {spec.search.sampler} sampler, {spec.search.pruner} pruner"
 
-    def run(
-        self,
-        prepared: Prepared,
-        *,
-        n_trials: int | None = None,
-        timeout: float | None = None,
-        storage: Any = None,
-        tracker: Any = None,
-        progress: Any = None,
-        total: int | None = None,
-        parent_run_id: str | None = None,
-        worker_index: int = 0,
-        max_trials: int | None = None,
-    ) -> Outcome:
+    def run(self, prepared: Prepared, options: RunOptions) -> Outcome:
         """Create or resume the study and run ``n_trials`` more trials (or until
         ``timeout``); with ``total``, run as a worker until the study holds ``total``
-        trials (at most ``max_trials`` here). See :class:`~weightsearch.study.StudyRun`
-        for ``storage``, ``tracker``, ``progress`` and ``parent_run_id``."""
-        spec = prepared.spec
+        trials (at most ``max_trials`` here)."""
+        spec, o, progress = prepared.spec, options, options.progress
         run = StudyRun(
-            prepared, storage=storage, tracker=tracker, progress=progress,
-            parent_run_id=parent_run_id,
+            prepared, storage=o.storage, tracker=o.tracker, progress=progress,
+            parent_run_id=o.parent_run_id,
         )
-        study = run.open(worker_index=worker_index)
+        study = run.open(worker_index=o.worker_index)
         objective = Objective(
             spec, prepared.train, prepared.space, run.tracker,
             status=progress.epoch if progress is not None else None,
         )
-        n = n_trials if n_trials is not None else spec.search.n_trials
-        timeout = timeout or spec.search.timeout
+        n = o.n_trials if o.n_trials is not None else spec.search.n_trials
+        timeout = o.timeout or spec.search.timeout
+        total = o.total
         with run.running(n_trials=total if total is not None else n) as outcome:
             run.recover()
             if total is None:
@@ -76,7 +63,7 @@ class OptunaEngine:
             else:
                 optimize_until(
                     study, objective, total, url=run.url, timeout=timeout,
-                    callbacks=run.callbacks, max_trials=max_trials, recover=run.recover,
+                    callbacks=run.callbacks, max_trials=o.max_trials, recover=run.recover,
                 )
         return outcome
 
