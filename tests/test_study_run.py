@@ -14,6 +14,7 @@ from weightsearch import engines
 from weightsearch import spec as spec_mod
 from weightsearch.base import CLASS_WEIGHT_MULTILABEL
 from weightsearch.spec import SpecError
+from weightsearch.liveness import worker_record
 from weightsearch.study import (
     ConsecutiveFailures,
     Prepared,
@@ -52,6 +53,9 @@ class RecordingTracker:
 
     def end_study(self, state: str = "COMPLETE") -> None:
         self.calls.append(("end_study", state))
+
+    def close_stale_studies(self, name: str, gone: Any) -> list[str]:
+        return []  # tests/test_tracking.py checks the real one
 
     def set_tags(self, run: str | None, tags: dict[str, str]) -> None:
         self.calls.append(("set_tags", (run, tags)))
@@ -119,7 +123,7 @@ def test_running_starts_and_ends_the_parent_run(base_prepared, tmp_path) -> None
     name, params, tags = tracker.calls[0][1]
     assert name == "unit" and params["n_trials"] == 2 and params["extra"] == 1
     assert params["storage"] == f"sqlite:///{tmp_path}/o.db" and params["seed"] == 3
-    assert tags == {"optuna.study": "unit", "t": "v"}
+    assert tags == {"optuna.study": "unit", "t": "v", **worker_record("weightsearch.")}
     assert tracker.calls[-1] == ("end_study", "COMPLETE")
     assert outcome.ran == 2 and not outcome.interrupted and outcome.seconds > 0
 
