@@ -22,6 +22,7 @@ pruner expects.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from abc import ABC
 from typing import Any
@@ -155,9 +156,12 @@ class Objective:
         finally:
             try:
                 self.tracker.end_trial(run, state)
-            except TrackingError:
-                if not store_refused:
-                    raise  # else closed where the store still allows it; the first error stands
+            except TrackingError as exc:
+                if not store_refused:  # else the first error stands
+                    trial.set_user_attr("error", f"TrackingError: {exc}")
+                    with contextlib.suppress(TrackingError):
+                        self.tracker.end_trial(run, "FAIL")  # as Optuna will record it
+                    raise
             finally:
                 training.clear(freeze=state == "COMPLETE")
 

@@ -225,9 +225,11 @@ class MlflowTracker(NullTracker):
     def end_trial(self, run: str | None, state: str) -> None:
         if run is None:
             return
-        self.set_tags(run, {"optuna.state": state})
-        with self.writing("close a trial's run"):
-            self.client.set_terminated(run, status=STATUS.get(state, "FAILED"))
+        try:
+            self.set_tags(run, {"optuna.state": state})
+        finally:  # closed wherever the store still allows it
+            with self.writing("close a trial's run"):
+                self.client.set_terminated(run, status=STATUS.get(state, "FAILED"))
 
     def end_study(self, state: str = "COMPLETE") -> None:
         """Wait for the trials' queued artifacts (briefly when interrupted), then close the
