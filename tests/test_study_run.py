@@ -16,6 +16,7 @@ from weightsearch.base import CLASS_WEIGHT_MULTILABEL
 from weightsearch.spec import SpecError
 from weightsearch.liveness import worker_record
 from weightsearch.study import (
+    TAG,
     ConsecutiveFailures,
     Prepared,
     StudyRun,
@@ -232,3 +233,39 @@ def test_the_optuna_engine_refuses_a_sampler_whose_package_is_missing(base_prepa
     with pytest.raises(SpecError) as err:
         engines.engine_of(spec).check(spec, base_prepared.space)
     assert "search.sampler: 'gp' needs torch, which is not installed" in err.value.problems[0]
+
+
+def test_a_killed_invocations_parent_run_is_closed_when_the_study_next_starts(
+    base_prepared, tmp_path
+) -> None:
+    """A SIGKILLed invocation never closes its parent run: the next start closes it as
+    KILLED, with a tag saying why; a live invocation's run, and another study's, are kept."""
+    import subprocess
+    import sys
+
+    from mlflow import MlflowClient
+
+    from weightsearch.liveness import process_start
+    from weightsearch.tracking import MlflowTracker
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = MlflowTracker(uri, "exp")
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.3)"])
+    dead = dict(worker_record("weightsearch."))
+    dead["weightsearch.worker"] = f"{dead['weightsearch.worker'].rpartition(':')[0]}:{child.pid}"
+    dead["weightsearch.worker_started"] = process_start(child.pid)
+    child.wait(timeout=30)
+    client = MlflowClient(tracking_uri=uri)
+    runs = {}
+    for key, study, tags in [("killed", "unit", dead), ("live", "unit", worker_record(TAG)),
+                             ("other", "another", dead)]:
+        tracker.start_study(study, {}, tags)
+        runs[key], tracker.parent_run_id = tracker.parent_run_id, None
+    run = StudyRun(_prepared(base_prepared, tmp_path), tracker=tracker)
+    run.open()
+    with run.running(n_trials=1):
+        pass
+    status = {k: client.get_run(r).info.status for k, r in runs.items()}
+    assert status == {"killed": "KILLED", "live": "RUNNING", "other": "RUNNING"}
+    closed = client.get_run(runs["killed"]).data.tags["weightsearch.closed"]
+    assert closed.startswith(f"its process ({dead['weightsearch.worker']}) is gone")
