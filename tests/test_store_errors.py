@@ -17,7 +17,6 @@ from mlflow import MlflowClient
 
 from weightsearch import objective, training
 from weightsearch.cli import main
-from weightsearch.storage import store_cause
 
 
 @pytest.fixture
@@ -146,6 +145,8 @@ def test_a_tracking_store_that_refuses_the_first_write(tiny_spec, tmp_path, monk
 
 def test_store_cause_finds_the_driver_message_under_the_wrappers() -> None:
     from sqlalchemy.exc import OperationalError
+
+    from weightsearch.storage import store_cause
 
     driver = sqlite3.OperationalError("attempt to write a readonly database")
     try:
