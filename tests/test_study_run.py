@@ -13,8 +13,8 @@ import pytest
 from weightsearch import engines
 from weightsearch import spec as spec_mod
 from weightsearch.base import CLASS_WEIGHT_MULTILABEL
-from weightsearch.spec import SpecError
 from weightsearch.liveness import worker_record
+from weightsearch.spec import SpecError
 from weightsearch.study import (
     TAG,
     ConsecutiveFailures,
