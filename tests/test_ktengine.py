@@ -77,6 +77,26 @@ def test_study_rejects_a_bad_keras_tuner_spec_before_writing_anything(
     assert not (tmp_path / "optuna.db").exists() and not (tmp_path / "mlflow.db").exists()
 
 
+def test_the_default_pruner_follows_the_engine(tiny_spec, capsys) -> None:
+    from weightsearch.spec import DEFAULT_PRUNERS, default_pruner
+
+    # every engine name (aliases too) has its default, so a new engine cannot miss one
+    assert {n for n in engines.ENGINES.names(with_aliases=True)} <= set(DEFAULT_PRUNERS)
+    for engine in ("keras-tuner", "kerastuner", "KT"):
+        spec = parse({"name": "s", "data": {"source": "builtin:synthetic"},
+                      "search": {"engine": engine}})
+        assert spec.search.pruner == "none" == default_pruner(engine)
+        assert ktengine.algorithm(spec) == "bayesian"  # engine = "keras-tuner" alone is valid
+    optuna_spec = parse({"name": "s", "data": {"source": "builtin:synthetic"}})
+    assert optuna_spec.search.pruner == "median"
+    chosen = _spec(pruner="hyperband", sampler="random")
+    assert chosen.search.pruner == "hyperband"  # a pruner given is kept
+    path = _kt_spec(tiny_spec)  # engine = "keras-tuner", no sampler and no pruner
+    assert main(["validate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "engine keras-tuner, sampler tpe, pruner none (the keras-tuner engine's default)" in out
+
+
 # ---------------------------------------------------------------------------- space mapping
 
 

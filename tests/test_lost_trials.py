@@ -111,13 +111,19 @@ def test_recover_fails_and_requeues_a_lost_trial_once_with_a_clean_retry() -> No
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
-def test_recover_leaves_storages_with_heartbeats_to_optuna(tmp_path: Path) -> None:
+def test_recover_with_heartbeats_takes_this_machines_dead_trials_at_once(tmp_path: Path) -> None:
+    """An RDB storage with heartbeats: a trial killed here a moment ago (well inside the
+    grace period) is failed and re-queued now, so an immediate re-run cannot finish the study
+    with it RUNNING; one of another machine is left to the heartbeats."""
     storage = make_storage(f"sqlite:///{tmp_path}/o.db", heartbeat_interval=60)
     study = optuna.create_study(storage=storage, direction="maximize")
-    trial = study.ask(X)
-    pid, started = _exited_child()
-    _running(study, pid, started)
-    mark_worker(trial)
-    assert lost_local_trials(study)  # it would be judged lost by pid...
-    assert liveness.recover_lost_trials(study) == []  # ...but heartbeats decide here
-    assert all(t.state == optuna.trial.TrialState.RUNNING for t in study.trials)
+    ours = study.ask(X)
+    mark_worker(ours)  # this live process: never judged
+    dead = _running(study, *_exited_child())
+    elsewhere = _running(study, *_exited_child(), scope="another-boot/pid:[1]")
+    assert liveness.recover_lost_trials(study) == [1]
+    states = {t._trial_id: t.state for t in study.trials}
+    assert states[dead] == optuna.trial.TrialState.FAIL
+    assert states[ours._trial_id] == states[elsewhere] == optuna.trial.TrialState.RUNNING
+    assert study.trials[-1].state == optuna.trial.TrialState.WAITING  # its retry
+    assert liveness.requeued_since(study, 0) == [1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import math
 from pathlib import Path
@@ -432,3 +433,37 @@ def test_report_on_a_real_tiny_study(tiny_spec, tmp_path: Path, capsys) -> None:
     assert len(parents) == 1
     logged = {a.path for a in client.list_artifacts(parents[0].info.run_id, "report")}
     assert f"report/{R.HTML_NAME}" in logged and "report/per_class_f1.png" in logged
+
+
+def test_a_300_class_report_is_bounded_in_size_and_time() -> None:
+    """Per-class figure of numbered ticks and at most 14 inches; tables of the 40 rarest
+    classes and a "… N more" row; every figure, the HTML and the terminal in seconds."""
+    import time
+
+    c = 300
+    rng = np.random.default_rng(0)
+    classes = [f"class_{i}" for i in range(c)]
+    cm = rng.integers(0, 20, size=(c, c)).tolist()
+    study = optuna.create_study(direction="maximize")
+    for scheme, folds in (("none", BASE), ("balanced", BAL)):
+        pc = {k: float(v) for k, v in zip(classes, rng.random(c), strict=True)}
+        study.add_trial(make_trial(scheme, "crossentropy", folds, per_class=pc, confusion=cm))
+    start = time.perf_counter()
+    rep = R.analyse(study)
+    images = R.figure_pngs(study, rep)
+    html = R.render_html(rep, images)
+    items = R.terminal_renderables(rep)
+    assert time.perf_counter() - start < 10
+    fig = R.per_class_figure(rep.per_class, rep.best, rep.baseline)
+    assert fig.get_size_inches()[0] <= 14 and len(fig.axes[0].get_xticklabels()) <= 12
+    headers, rows = R.format_per_class(rep.per_class)
+    assert len(rows) == 41 and rows[-1][0] == "… 260 more classes"
+    assert html.count("<tr>") < 120 and "… 260 more classes" in html
+    from rich.console import Console
+
+    console = Console(width=200, record=True, file=io.StringIO())
+    for item in items:
+        console.print(item)
+    text = console.export_text()
+    assert "… 260 more classes" in text and "class_" in text and text.count("\n") < 150
+    _png_ok(images["per_class"])

@@ -13,8 +13,10 @@ import pytest
 from weightsearch import engines
 from weightsearch import spec as spec_mod
 from weightsearch.base import CLASS_WEIGHT_MULTILABEL
+from weightsearch.liveness import worker_record
 from weightsearch.spec import SpecError
 from weightsearch.study import (
+    TAG,
     ConsecutiveFailures,
     Prepared,
     StudyRun,
@@ -52,6 +54,9 @@ class RecordingTracker:
 
     def end_study(self, state: str = "COMPLETE") -> None:
         self.calls.append(("end_study", state))
+
+    def close_stale_studies(self, name: str, gone: Any) -> list[str]:
+        return []  # tests/test_tracking.py checks the real one
 
     def set_tags(self, run: str | None, tags: dict[str, str]) -> None:
         self.calls.append(("set_tags", (run, tags)))
@@ -171,7 +176,7 @@ def test_running_starts_and_ends_the_parent_run(base_prepared, tmp_path) -> None
     name, params, tags = tracker.calls[0][1]
     assert name == "unit" and params["n_trials"] == 2 and params["extra"] == 1
     assert params["storage"] == f"sqlite:///{tmp_path}/o.db" and params["seed"] == 3
-    assert tags == {"optuna.study": "unit", "t": "v"}
+    assert tags == {"optuna.study": "unit", "t": "v", **worker_record("weightsearch.")}
     assert tracker.calls[-1] == ("end_study", "COMPLETE")
     assert outcome.ran == 2 and not outcome.interrupted and outcome.seconds > 0
 
@@ -280,3 +285,39 @@ def test_the_optuna_engine_refuses_a_sampler_whose_package_is_missing(base_prepa
     with pytest.raises(SpecError) as err:
         engines.engine_of(spec).check(spec, base_prepared.space)
     assert "search.sampler: 'gp' needs torch, which is not installed" in err.value.problems[0]
+
+
+def test_a_killed_invocations_parent_run_is_closed_when_the_study_next_starts(
+    base_prepared, tmp_path
+) -> None:
+    """A SIGKILLed invocation never closes its parent run: the next start closes it as
+    KILLED, with a tag saying why; a live invocation's run, and another study's, are kept."""
+    import subprocess
+    import sys
+
+    from mlflow import MlflowClient
+
+    from weightsearch.liveness import process_start
+    from weightsearch.tracking import MlflowTracker
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = MlflowTracker(uri, "exp")
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.3)"])
+    dead = dict(worker_record("weightsearch."))
+    dead["weightsearch.worker"] = f"{dead['weightsearch.worker'].rpartition(':')[0]}:{child.pid}"
+    dead["weightsearch.worker_started"] = process_start(child.pid)
+    child.wait(timeout=30)
+    client = MlflowClient(tracking_uri=uri)
+    runs = {}
+    for key, study, tags in [("killed", "unit", dead), ("live", "unit", worker_record(TAG)),
+                             ("other", "another", dead)]:
+        tracker.start_study(study, {}, tags)
+        runs[key], tracker.parent_run_id = tracker.parent_run_id, None
+    run = StudyRun(_prepared(base_prepared, tmp_path), tracker=tracker)
+    run.open()
+    with run.running(n_trials=1):
+        pass
+    status = {k: client.get_run(r).info.status for k, r in runs.items()}
+    assert status == {"killed": "KILLED", "live": "RUNNING", "other": "RUNNING"}
+    closed = client.get_run(runs["killed"]).data.tags["weightsearch.closed"]
+    assert closed.startswith(f"its process ({dead['weightsearch.worker']}) is gone")

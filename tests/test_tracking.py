@@ -53,8 +53,10 @@ def test_disabled_tracking_is_a_null_tracker_that_touches_nothing(tmp_path: Path
 
 def test_enabled_tracking_uses_the_named_experiment(tracker, reader) -> None:
     assert tracker.enabled is True
+    assert reader.get_experiment_by_name(EXPERIMENT) is None  # created with the first run
+    exp_id = tracker.experiment_id
     exp = reader.get_experiment_by_name(EXPERIMENT)
-    assert exp is not None and exp.experiment_id == tracker.experiment_id
+    assert exp is not None and exp.experiment_id == exp_id
     # artifacts of a local SQLite store live beside the database file
     db = Path(tracker.uri.removeprefix("sqlite:///")).resolve()
     assert exp.artifact_location == (db.parent / "mlartifacts" / EXPERIMENT).as_uri()

@@ -259,7 +259,8 @@ def test_sigint_marks_the_trial_failed_closes_runs_and_resumes(tmp_path: Path) -
     trial_run = [r for r in runs if r.data.tags.get("optuna.trial_number") == str(victim.number)]
     assert trial_run[0].info.status == "KILLED"
     # the next invocation resumes the same study
-    short = write_spec(tmp_path, storage=storage, mlflow=mlflow, name="sigint", n_trials=1)
+    short = write_spec(tmp_path, storage=storage, mlflow=mlflow, name="sigint", n_trials=1,
+                       rows=600)  # the same data: a resume on other data is refused
     again = subprocess.run(cli("study", str(short)), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     study = optuna.load_study(study_name="sigint", storage=storage)

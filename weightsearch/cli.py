@@ -129,9 +129,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
         f"  cv: {spec.cv.folds} folds × ≤{spec.cv.epochs} epochs, metric {spec.cv.metric}, "
         f"weights applied via {spec.cv.apply_weights}"
     )
+    from weightsearch.spec import default_pruner
+
+    s = spec.search
+    chosen = f" (the {s.engine} engine's default)" if s.pruner == default_pruner(s.engine) else ""
     console.print(
-        f"  search: {spec.search.n_trials} trials, sampler {spec.search.sampler}, "
-        f"pruner {spec.search.pruner}"
+        f"  search: {s.n_trials} trials, engine {s.engine}, sampler {s.sampler}, "
+        f"pruner {s.pruner}{chosen}"
     )
     for name, desc in prepared.space.describe():
         console.print(f"    {name}: {desc}")
@@ -508,7 +512,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command in NEEDS_TENSORFLOW:
             import_tensorflow_quietly()
-        return COMMANDS[args.command](args)
+        if args.command not in ("study", "worker"):
+            return COMMANDS[args.command](args)
+        from weightsearch.interrupts import sigterm_as_interrupt
+
+        with sigterm_as_interrupt():  # after a first Ctrl-C, later ones are only recorded
+            return COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -2,9 +2,12 @@
 
 Inside :func:`sigterm_as_interrupt`, SIGTERM is treated like Ctrl-C (a ``KeyboardInterrupt``
 in the main thread), so the running trial is closed cleanly, and either signal is
-remembered: :func:`interrupt_requested` stays true until the block ends. The objective checks
-it at every epoch end, so an interrupt that Python dropped (raised inside a finaliser during
-garbage collection, where exceptions are only printed) still stops the trial.
+remembered: :func:`interrupt_requested` stays true until the outermost block ends. Only the
+first signal raises: later ones (a second and third Ctrl-C while the trial's and the study's
+runs are being closed) are only recorded, so they cannot break that cleanup. A signal that
+lands in a finaliser (``__del__``, where Python only prints an exception) is recorded, not
+raised; the objective checks :func:`interrupt_requested` at every epoch end, so it still
+stops the trial.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ from __future__ import annotations
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
 from typing import Any
 
 _RECEIVED: list[int] = []  # signals received inside sigterm_as_interrupt
+_DEPTH: list[int] = [0]  # nesting of sigterm_as_interrupt blocks
 
 
 def interrupt_requested() -> bool:
@@ -22,27 +27,43 @@ def interrupt_requested() -> bool:
     return bool(_RECEIVED)
 
 
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C, and remember either (:func:`interrupt_requested`).
+def in_finaliser(frame: FrameType | None) -> bool:
+    """Whether ``frame`` runs inside a ``__del__`` method (an exception there is only
+    printed, as ``Exception ignored in ...``)."""
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
 
-    Outside the main thread signals cannot be handled; the block then runs unchanged."""
 
-    def handler(signum: int, frame: Any) -> None:
-        _RECEIVED.append(signum)
+def _handler(signum: int, frame: Any) -> None:
+    first = not _RECEIVED
+    _RECEIVED.append(signum)
+    if first and not in_finaliser(frame):
         raise KeyboardInterrupt(f"signal {signum}")
 
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C, raise on the first signal only, and remember every one
+    (:func:`interrupt_requested`). Blocks nest: an inner one leaves the outer one's record.
+
+    Outside the main thread signals cannot be handled; the block then runs unchanged."""
     try:
-        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+        previous = {sig: signal.signal(sig, _handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     except ValueError:  # not the main thread
         yield
         return
+    _DEPTH[0] += 1
     try:
         yield
     finally:
+        _DEPTH[0] -= 1
         for sig, old in previous.items():
             signal.signal(sig, old)
-        _RECEIVED.clear()
+        if not _DEPTH[0]:
+            _RECEIVED.clear()
 
 
-__all__ = ["interrupt_requested", "sigterm_as_interrupt"]
+__all__ = ["in_finaliser", "interrupt_requested", "sigterm_as_interrupt"]

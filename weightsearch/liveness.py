@@ -3,9 +3,11 @@
 The journal backend has no heartbeats: a trial whose worker was SIGKILLed (or OOM-killed)
 would stay RUNNING forever. Each trial records its process (:func:`mark_worker`), so any
 process that can see that process's pids (same boot, same PID namespace) can tell that it is
-gone (:func:`lost_local_trials`). With heartbeats (an RDB storage), Optuna finds stale trials
-and hands them to :class:`StaleTrialHandler`. Either way a lost trial is failed, re-queued at
-most twice, and its MLflow run closed.
+gone (:func:`lost_local_trials`), on any storage. With heartbeats (an RDB storage), Optuna
+also finds stale trials of other machines, a grace period later, and hands them to
+:class:`StaleTrialHandler`. Either way a lost trial is failed, re-queued at most twice, and
+its MLflow run closed. A study's MLflow parent run records its process the same way
+(:func:`worker_record`), so a killed invocation's run is closed too (:func:`recorded_gone`).
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from __future__ import annotations
 import os
 import socket
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
-from weightsearch.compat import heartbeat_enabled, study_storage, trial_id
+from weightsearch.compat import study_storage, trial_id
 
 
 def worker_id() -> str:
@@ -56,12 +59,20 @@ def process_start(pid: int | None = None) -> str:
     return fields[19] if len(fields) > 19 else ""
 
 
+def worker_record(prefix: str = "") -> dict[str, str]:
+    """This process as a trial (user attributes) or an MLflow run (tags, ``prefix``
+    ``"weightsearch."``) records it: ``worker``, ``worker_started`` and ``worker_scope``."""
+    return {
+        f"{prefix}worker": worker_id(),
+        f"{prefix}worker_started": process_start(),
+        f"{prefix}worker_scope": worker_scope(),
+    }
+
+
 def mark_worker(trial: Any) -> None:
-    """Record which process runs ``trial``: user attributes ``worker``, ``worker_started``
-    and ``worker_scope``."""
-    trial.set_user_attr("worker", worker_id())
-    trial.set_user_attr("worker_started", process_start())
-    trial.set_user_attr("worker_scope", worker_scope())
+    """Record which process runs ``trial`` (:func:`worker_record`, as user attributes)."""
+    for key, value in worker_record().items():
+        trial.set_user_attr(key, value)
 
 
 def process_gone(pid: int, started: str) -> bool:
@@ -85,20 +96,22 @@ def lost_local_trials(study: Any) -> list[int]:
     on another machine or in another PID namespace, are never judged."""
     import optuna
 
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    return [trial_id(t) for t in running if recorded_gone(t.user_attrs)]
+
+
+def recorded_gone(record: Mapping[str, Any], prefix: str = "") -> bool:
+    """Whether the process a :func:`worker_record` names (keys with ``prefix``) is provably
+    gone: it was recorded in this process's scope, is not this process, and has ended. A
+    record from another machine or PID namespace, or an incomplete one, is never judged."""
     scope = worker_scope()
-    if not scope:
-        return []
-    me = (os.getpid(), process_start())
-    lost = []
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        attrs = t.user_attrs
-        pid = str(attrs.get("worker", "")).rpartition(":")[2]
-        started = str(attrs.get("worker_started", ""))
-        if attrs.get("worker_scope") != scope or not pid.isdigit() or not started:
-            continue
-        if (int(pid), started) != me and process_gone(int(pid), started):
-            lost.append(trial_id(t))
-    return lost
+    pid = str(record.get(f"{prefix}worker", "")).rpartition(":")[2]
+    started = str(record.get(f"{prefix}worker_started", ""))
+    if not scope or record.get(f"{prefix}worker_scope") != scope or not pid.isdigit():
+        return False
+    if not started or (int(pid), started) == (os.getpid(), process_start()):
+        return False
+    return process_gone(int(pid), started)
 
 
 class StaleTrialHandler:
@@ -130,10 +143,11 @@ class StaleTrialHandler:
 
 
 def recover_lost_trials(study: Any, tracker: Any = None) -> list[int]:
-    """Without heartbeats (the journal backend): fail the RUNNING trials whose worker
-    process is gone (:func:`lost_local_trials`), re-queue them (at most
-    twice) and close their MLflow runs, as :class:`StaleTrialHandler` does for stale
-    heartbeats. With heartbeats, does nothing. Returns the failed trials' numbers.
+    """Fail the RUNNING trials whose worker process is provably gone
+    (:func:`lost_local_trials`), re-queue them (at most twice) and close their MLflow runs,
+    as :class:`StaleTrialHandler` does for stale heartbeats. On any storage: with heartbeats
+    (an RDB storage) a trial killed on this machine is recovered at once, not a grace period
+    later; heartbeats still find those of other machines. Returns the failed trials' numbers.
 
     Failing and re-queuing are two writes: if this process dies between them, the trial stays
     failed and is not retried."""
@@ -141,8 +155,6 @@ def recover_lost_trials(study: Any, tracker: Any = None) -> list[int]:
 
     import optuna
 
-    if heartbeat_enabled(study):
-        return []  # Optuna's fail_stale_trials does this
     handler = StaleTrialHandler("its process is gone")
     handler.tracker = tracker
     storage, failed = study_storage(study), []
@@ -182,9 +194,11 @@ __all__ = [
     "mark_worker",
     "process_gone",
     "process_start",
+    "recorded_gone",
     "recover_lost_trials",
     "requeued_since",
     "trials_run_since",
     "worker_id",
+    "worker_record",
     "worker_scope",
 ]

@@ -22,7 +22,9 @@ pruner expects.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from abc import ABC
 from typing import Any
 
 import numpy as np
@@ -32,11 +34,23 @@ from weightsearch.liveness import mark_worker
 from weightsearch.pruners import reports
 from weightsearch.space import Space, flatten
 from weightsearch.spec import Spec
+from weightsearch.storage import StudyError, store_error_types
+from weightsearch.tracking import TrackingError
 
 
 class TrialFailed(RuntimeError):
     """A failure of one trial (NaN loss, a build error): the study goes on."""
 
+
+class TrialError(ABC):  # noqa: B024 - a virtual base, for isinstance only
+    """What fails one trial and lets the study go on (Optuna's ``catch``): any
+    ``Exception`` except a store's refusal to write (:class:`TrackingError`,
+    :func:`~weightsearch.storage.store_error_types`), which stops the study."""
+
+    @classmethod
+    def __subclasshook__(cls, sub: type) -> bool:
+        stops = (TrackingError, StudyError, *store_error_types())
+        return issubclass(sub, Exception) and not issubclass(sub, stops)
 
 
 def _mean_best_curve(outcomes: list[Any], metric: str) -> list[float]:
@@ -118,7 +132,7 @@ class Objective:
             trial.number, params, {"optuna.study": self.spec.name, "weightsearch.role": "trial"}
         )
         trial.set_user_attr("mlflow_run_id", run)
-        state = "FAIL"
+        state, store_refused = "FAIL", False
         try:
             value = self._cross_validate(trial, config, run)
             state = "COMPLETE"
@@ -130,14 +144,26 @@ class Objective:
             state = "KILLED"
             trial.set_user_attr("error", "interrupted")
             raise
+        except TrackingError as exc:  # the store refused a write: it stops the study
+            store_refused = True
+            trial.set_user_attr("error", f"TrackingError: {exc}")
+            raise
         except Exception as exc:
             message = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             trial.set_user_attr("error", message)
             self.tracker.set_tags(run, {"error": message[:5000]})
             raise
         finally:
-            self.tracker.end_trial(run, state)
-            training.clear(freeze=state == "COMPLETE")
+            try:
+                self.tracker.end_trial(run, state)
+            except TrackingError as exc:
+                if not store_refused:  # else the first error stands
+                    trial.set_user_attr("error", f"TrackingError: {exc}")
+                    with contextlib.suppress(TrackingError):
+                        self.tracker.end_trial(run, "FAIL")  # as Optuna will record it
+                    raise
+            finally:
+                training.clear(freeze=state == "COMPLETE")
 
     def trial_seed(self, trial: Any) -> int:
         """The trial's seed: fold k's model is initialised with ``trial_seed + k``."""

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from weightsearch._registry import normalise_name
 from weightsearch.base import APPLICATIONS, SPACE_SECTIONS, TASKS
 from weightsearch.metrics import METRICS
 from weightsearch.pruners import PRUNERS
@@ -47,6 +48,16 @@ class CVSpec:
     tune_threshold: bool = True
     apply_weights: str = "loss"
     parallel_folds: str | bool = "auto"
+
+
+#: The pruner of a spec that names none, by engine (normalised name, aliases included): the
+#: keras-tuner engine prunes only with its own Hyperband, so it gets "none".
+DEFAULT_PRUNERS = {"optuna": "median", "keras_tuner": "none", "kerastuner": "none", "kt": "none"}
+
+
+def default_pruner(engine: str) -> str:
+    """The pruner a spec gets when ``search.pruner`` is not given (:data:`DEFAULT_PRUNERS`)."""
+    return DEFAULT_PRUNERS.get(normalise_name(engine), SearchSpec.pruner)
 
 
 @dataclass(frozen=True)
@@ -272,11 +283,13 @@ def _check_search(c: Checker, raw: dict[str, Any]) -> SearchSpec:
     if timeout is not None:
         timeout = c.number("search.timeout", timeout, 1e-9, math.inf, high_open=True)
     sampler = c.name("search.sampler", raw.get("sampler", d.sampler), SAMPLERS)
-    pruner = c.name("search.pruner", raw.get("pruner", d.pruner), PRUNERS)
-    storage = c.string("search.storage", raw.get("storage", d.storage))
     # the engine's name is checked against weightsearch.engines.ENGINES, which sits above
     # this module (engines run studies); here it only has to be a string
     engine = c.string("search.engine", raw.get("engine", d.engine))
+    pruner = c.name(
+        "search.pruner", raw.get("pruner", default_pruner(engine or d.engine)), PRUNERS
+    )
+    storage = c.string("search.storage", raw.get("storage", d.storage))
     startup = c.integer(
         "search.n_startup_trials", raw.get("n_startup_trials", d.n_startup_trials), 0
     )

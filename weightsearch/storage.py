@@ -33,6 +33,61 @@ class StudyError(RuntimeError):
     """A problem that stops a whole study (unreachable storage, too many failures)."""
 
 
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc``, then what it wraps: SQLAlchemy's ``orig`` (the driver's error), ``__cause__``
+    and ``__context__``, breadth first, each once."""
+    out: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop(0)
+        if e is None or any(e is seen for seen in out):
+            continue
+        out.append(e)
+        orig = getattr(e, "orig", None)
+        todo += [orig if isinstance(orig, BaseException) else None, e.__cause__, e.__context__]
+    return out
+
+
+def store_error_types() -> tuple[type[BaseException], ...]:
+    """The exceptions of a database store that refused a write: sqlite3's, SQLAlchemy's and
+    Optuna's ``StorageInternalError`` (which wraps SQLAlchemy's)."""
+    import sqlite3
+
+    import optuna
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return (sqlite3.Error, SQLAlchemyError, optuna.exceptions.StorageInternalError)
+
+
+def store_failed(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or was raised while handling, a store's failure
+    (:func:`store_error_types`), e.g. Optuna's ``AssertionError: Should not reach.`` raised
+    after its storage refused to record a trial's end."""
+    kinds = store_error_types()
+    return any(isinstance(e, kinds) for e in _chain(exc))
+
+
+def store_cause(exc: BaseException) -> str:
+    """The real cause of a store's failure, in one line: the driver's or the operating
+    system's message (``attempt to write a readonly database``, ``database or disk is full``,
+    ``No space left on device``), not a wrapper's (Optuna's "invalid data in the commit",
+    MLflow's SQL dump); else :func:`first_line` of ``exc``."""
+    import sqlite3
+
+    chain = _chain(exc)
+    drivers = [e for e in chain if isinstance(e, sqlite3.Error | OSError)]
+    drivers += [e.orig for e in chain if isinstance(getattr(e, "orig", None), BaseException)]
+    return first_line(drivers[0]) if drivers else first_line(exc)
+
+
+def storage_failure(url: str, exc: BaseException) -> StudyError:
+    """The one line for an Optuna storage that stopped accepting writes mid-study."""
+    return StudyError(
+        f"the Optuna storage {mask_url(url)} stopped accepting writes: {store_cause(exc)}; "
+        "the study stopped (trials finished before are kept)."
+    )
+
+
 @dataclass(frozen=True)
 class StorageURL:
     """A parsed storage URL: ``kind`` is ``"sqlite"``, ``"journal"``, ``"postgresql"``,
@@ -179,6 +234,10 @@ def load_stored_study(name: str, url: str, error: type[Exception] = StudyError) 
 
 __all__ = [
     "DEFAULT_MLFLOW_URI",
+    "store_cause",
+    "store_error_types",
+    "store_failed",
+    "storage_failure",
     "DEFAULT_STORAGE",
     "MEMORY",
     "StorageURL",

@@ -23,14 +23,29 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from weightsearch.base import application_problem
-from weightsearch.interrupts import sigterm_as_interrupt
-from weightsearch.liveness import recover_lost_trials, trials_run_since
+from weightsearch.interrupts import interrupt_requested, sigterm_as_interrupt
+from weightsearch.liveness import (
+    recorded_gone,
+    recover_lost_trials,
+    trials_run_since,
+    worker_record,
+)
 from weightsearch.locks import init_lock
 from weightsearch.pruners import make_pruner
 from weightsearch.samplers import make_sampler
 from weightsearch.spec import Spec, SpecError
-from weightsearch.storage import StudyError, attach_tracker, mask_url, open_storage
-from weightsearch.tracking import NullTracker
+from weightsearch.storage import (
+    StudyError,
+    attach_tracker,
+    mask_url,
+    open_storage,
+    storage_failure,
+    store_failed,
+)
+from weightsearch.tracking import NullTracker, TrackingError
+
+#: The prefix of the parent run's tags that name its process (:func:`worker_record`).
+TAG = "weightsearch."
 
 
 @dataclass
@@ -423,7 +438,7 @@ class StudyRun:
         return self.study
 
     def recover(self, study: Any = None) -> list[int]:
-        """Fail and re-queue the trials whose process is gone (no-op with heartbeats)."""
+        """Fail and re-queue the trials whose process is provably gone, on any storage."""
         lost = recover_lost_trials(study or self.study, self.tracker)
         if self.outcome is not None:
             self.outcome.lost_trials += lost
@@ -447,42 +462,70 @@ class StudyRun:
         tags: dict[str, str] | None = None,
     ) -> Iterator[Outcome]:
         """Start the parent run and the progress display, run the engine's loop with SIGTERM
-        as Ctrl-C, and fill in the outcome, however the loop ends. An interrupt is caught
-        (``outcome.interrupted``); the run ends KILLED, FAIL (too many failures) or
-        COMPLETE."""
+        as Ctrl-C, and fill in the outcome, however the loop ends. First the study's stale
+        parent runs (their process is gone) are closed as KILLED, and lost trials recovered.
+        An interrupt is caught (``outcome.interrupted``); the run ends KILLED, FAIL (too many
+        failures, a store that refused a write) or COMPLETE. A storage that stops accepting
+        writes becomes one :class:`StudyError` line with the real cause."""
         if self.study is None:
             self.open()
         spec, tracker = self.spec, self.tracker
         outcome = self.outcome = Outcome(study=self.study)
         if self.progress is not None:
             self.progress.start(n_trials, best=best_value(self.study))
-        if self.parent_run_id:
-            tracker.parent_run_id = self.parent_run_id
-        else:
-            tracker.start_study(
-                spec.name,
-                {**study_params(spec, self.url, n_trials), **(params or {})},
-                {"optuna.study": spec.name, **(tags or {})},
-            )
-        start = time.perf_counter()
-        state = "COMPLETE"
-        try:
-            with sigterm_as_interrupt():
-                yield outcome
-        except KeyboardInterrupt:
-            outcome.interrupted = True
-            state = "KILLED"
-        finally:
-            outcome.seconds = time.perf_counter() - start
-            outcome.ran = trials_run_since(outcome.study, self.first_to_run)
-            outcome.stopped_for_failures = self.failures.tripped
-            if self.failures.tripped or outcome.failed_workers:
-                state = "FAIL"
+        with sigterm_as_interrupt():  # the runs' closing too: a second Ctrl-C cannot break it
             if self.parent_run_id:
-                tracker.parent_run_id = None  # the coordinator owns and closes it
+                tracker.parent_run_id = self.parent_run_id
             else:
-                tracker.end_study(state)
+                tracker.close_stale_studies(spec.name, lambda tags: recorded_gone(tags, TAG))
+                tracker.start_study(
+                    spec.name,
+                    {**study_params(spec, self.url, n_trials), **(params or {})},
+                    {"optuna.study": spec.name, **worker_record(TAG), **(tags or {})},
+                )
+            start = time.perf_counter()
+            state, failing = "COMPLETE", False
+            try:
+                self.recover()  # this machine's lost trials (a SIGKILLed run's), at once
+                yield outcome
+                if interrupt_requested():  # a Ctrl-C that landed in a finaliser
+                    raise KeyboardInterrupt("interrupted")
+            except KeyboardInterrupt:
+                outcome.interrupted = True
+                state = "KILLED"
+            except TrackingError:
+                state, failing = "FAIL", True
+                raise
+            except Exception as exc:
+                state, failing = "FAIL", True
+                if store_failed(exc):  # e.g. a read-only or removed storage file
+                    raise storage_failure(self.url, exc) from exc
+                raise
+            finally:
+                outcome.seconds = time.perf_counter() - start
+                outcome.stopped_for_failures = self.failures.tripped
+                if self.failures.tripped or outcome.failed_workers:
+                    state = "FAIL"
+                self._close(state, failing)
 
+    def _close(self, state: str, failing: bool) -> None:
+        """Count the trials run and close the parent run, where the stores still allow it
+        (``failing``: an error is on its way out, and it stands)."""
+        outcome, tracker = self.outcome, self.tracker
+        assert outcome is not None
+        try:
+            outcome.ran = trials_run_since(outcome.study, self.first_to_run)
+        except Exception:
+            if not failing:
+                raise
+        if self.parent_run_id:
+            tracker.parent_run_id = None  # the coordinator owns and closes it
+            return
+        try:
+            tracker.end_study(state)
+        except TrackingError:
+            if not failing:
+                raise
 
 __all__ = [
     "DATA_ATTR",

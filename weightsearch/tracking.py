@@ -21,13 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from weightsearch.base import first_line
-from weightsearch.storage import mask_url
+from weightsearch.storage import mask_url, store_cause
 
 STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED", "KILLED": "KILLED"}
 
 
 class TrackingError(RuntimeError):
-    """The tracking backend cannot be used (unreachable URI, bad store)."""
+    """The tracking backend cannot be used (unreachable URI, bad store), or it refused a
+    write (a full disk, a read-only directory): that stops the study, it is no trial's
+    failure."""
 
 
 class NullTracker:
@@ -71,6 +73,9 @@ class NullTracker:
     def end_study(self, state: str = "COMPLETE") -> None:
         pass
 
+    def close_stale_studies(self, name: str, gone: Callable[[dict[str, str]], bool]) -> list[str]:
+        return []
+
 
 def _quiet_logs() -> None:
     for name in ("mlflow", "alembic", "sqlalchemy", "urllib3"):
@@ -100,27 +105,51 @@ class MlflowTracker(NullTracker):
         self.parent_run_id = None
         if uri.startswith(("http://", "https://")):
             _check_server(uri)
+        self._experiment_id: str | None = None
         try:
             self.client = MlflowClient(tracking_uri=uri)
             exp = self.client.get_experiment_by_name(experiment)
-            if exp is None:
-                self.experiment_id = self.client.create_experiment(
-                    experiment, artifact_location=_artifact_location(uri, experiment)
-                )
-            else:
-                self.experiment_id = exp.experiment_id
         except Exception as exc:  # mlflow raises many types for a bad store
             raise TrackingError(
-                f"cannot use the MLflow tracking URI {mask_url(uri)!r}: {first_line(exc)}"
+                f"cannot use the MLflow tracking URI {mask_url(uri)!r}: {store_cause(exc)}"
+            ) from exc
+        if exp is not None:
+            self._experiment_id = exp.experiment_id
+
+    @property
+    def experiment_id(self) -> str:
+        """The experiment's id; a new experiment is created only here, on the first run, so
+        a command that refuses to start leaves no empty experiment behind."""
+        if self._experiment_id is None:
+            with self.writing("create the experiment"):
+                self._experiment_id = self.client.create_experiment(
+                    self.experiment_name,
+                    artifact_location=_artifact_location(self.uri, self.experiment_name),
+                )
+        return self._experiment_id
+
+    @contextmanager
+    def writing(self, what: str) -> Iterator[None]:
+        """Turn a failed write into one :class:`TrackingError` line naming the store, what
+        was written and the real cause."""
+        try:
+            yield
+        except TrackingError:
+            raise
+        except Exception as exc:  # mlflow raises many types for a store that refuses writes
+            raise TrackingError(
+                f"the MLflow store {mask_url(self.uri)} refused a write ({what}): "
+                f"{store_cause(exc)}"
             ) from exc
 
     # -- runs ----------------------------------------------------------------------------
     def start_study(self, name: str, params: dict[str, Any], tags: dict[str, str]) -> None:
-        run = self.client.create_run(
-            self.experiment_id,
-            run_name=f"{name}-{time.strftime('%Y%m%d-%H%M%S')}",
-            tags={"weightsearch.study": name, "weightsearch.role": "study", **tags},
-        )
+        with self.writing("start the study's run"):
+            run = self.client.create_run(
+                self.experiment_id,
+                run_name=f"{name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                tags={"weightsearch.study": name, "weightsearch.role": "study", **tags},
+            )
         self.parent_run_id = run.info.run_id
         self.log_params(self.parent_run_id, params)
 
@@ -128,7 +157,10 @@ class MlflowTracker(NullTracker):
         run_tags = {"optuna.trial_number": str(number), "optuna.state": "RUNNING", **tags}
         if self.parent_run_id:
             run_tags["mlflow.parentRunId"] = self.parent_run_id
-        run = self.client.create_run(self.experiment_id, run_name=f"trial-{number}", tags=run_tags)
+        with self.writing(f"start trial {number}'s run"):
+            run = self.client.create_run(
+                self.experiment_id, run_name=f"trial-{number}", tags=run_tags
+            )
         self.log_params(run.info.run_id, params)
         return run.info.run_id
 
@@ -141,8 +173,9 @@ class MlflowTracker(NullTracker):
 
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items() if v is not None]
-        for i in range(0, len(items), 1000):
-            self.client.log_batch(run, metrics=items[i : i + 1000])
+        with self.writing("log metrics"):
+            for i in range(0, len(items), 1000):
+                self.client.log_batch(run, metrics=items[i : i + 1000])
 
     def log_metric_rows(self, run: str | None, rows: list[tuple[str, float, int]]) -> None:
         """``(key, value, step)`` rows in as few ``log_batch`` calls as MLflow allows."""
@@ -152,8 +185,9 @@ class MlflowTracker(NullTracker):
 
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, int(step)) for k, v, step in rows]
-        for i in range(0, len(items), 1000):
-            self.client.log_batch(run, metrics=items[i : i + 1000])
+        with self.writing("log metrics"):
+            for i in range(0, len(items), 1000):
+                self.client.log_batch(run, metrics=items[i : i + 1000])
 
     def log_params(self, run: str | None, params: dict[str, Any]) -> None:
         if run is None or not params:
@@ -161,33 +195,41 @@ class MlflowTracker(NullTracker):
         from mlflow.entities import Param
 
         items = [Param(k, _param_str(v)) for k, v in params.items()]
-        for i in range(0, len(items), 100):
-            self.client.log_batch(run, params=items[i : i + 100])
+        with self.writing("log parameters"):
+            for i in range(0, len(items), 100):
+                self.client.log_batch(run, params=items[i : i + 100])
 
     def set_tags(self, run: str | None, tags: dict[str, str]) -> None:
         if run is None:
             return
         from mlflow.entities import RunTag
 
-        self.client.log_batch(run, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        with self.writing("set tags"):
+            self.client.log_batch(run, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def log_text(self, run: str | None, text: str, name: str) -> None:
         if run is not None:
-            self.client.log_text(run, text, name)
+            with self.writing(f"log {name}"):
+                self.client.log_text(run, text, name)
 
     def log_figure(self, run: str | None, figure: Any, name: str) -> None:
         if run is not None:
-            self.client.log_figure(run, figure, name)
+            with self.writing(f"log {name}"):
+                self.client.log_figure(run, figure, name)
 
     def log_file(self, run: str | None, path: str, artifact_path: str | None = None) -> None:
         if run is not None:
-            self.client.log_artifact(run, path, artifact_path)
+            with self.writing(f"log {Path(path).name}"):
+                self.client.log_artifact(run, path, artifact_path)
 
     def end_trial(self, run: str | None, state: str) -> None:
         if run is None:
             return
-        self.set_tags(run, {"optuna.state": state})
-        self.client.set_terminated(run, status=STATUS.get(state, "FAILED"))
+        try:
+            self.set_tags(run, {"optuna.state": state})
+        finally:  # closed wherever the store still allows it
+            with self.writing("close a trial's run"):
+                self.client.set_terminated(run, status=STATUS.get(state, "FAILED"))
 
     def end_study(self, state: str = "COMPLETE") -> None:
         """Wait for the trials' queued artifacts (briefly when interrupted), then close the
@@ -199,8 +241,37 @@ class MlflowTracker(NullTracker):
                 file=sys.stderr,
             )
         if self.parent_run_id is not None:
-            self.client.set_terminated(self.parent_run_id, status=STATUS.get(state, "FAILED"))
-            self.parent_run_id = None
+            run, self.parent_run_id = self.parent_run_id, None
+            with self.writing("close the study's run"):
+                self.client.set_terminated(run, status=STATUS.get(state, "FAILED"))
+
+
+    def close_stale_studies(self, name: str, gone: Callable[[dict[str, str]], bool]) -> list[str]:
+        """Close as KILLED the RUNNING parent runs of study ``name`` whose process is gone
+        (``gone(tags)``, e.g. it was SIGKILLed), with a tag saying why; returns their ids.
+        A new experiment has none."""
+        if self._experiment_id is None:
+            return []
+        with self.writing("close stale study runs"):
+            runs = self.client.search_runs(
+                [self._experiment_id],
+                filter_string="tags.`weightsearch.role` = 'study' and "
+                "attributes.status = 'RUNNING'",
+                max_results=1000,
+            )
+            closed = []
+            for r in runs:
+                tags = r.data.tags
+                if tags.get("weightsearch.study") != name or not gone(tags):
+                    continue
+                self.client.set_tag(
+                    r.info.run_id, "weightsearch.closed",
+                    f"its process ({tags.get('weightsearch.worker', '?')}) is gone; closed "
+                    "when the study next started",
+                )
+                self.client.set_terminated(r.info.run_id, status="KILLED")
+                closed.append(r.info.run_id)
+        return closed
 
 
 def _check_server(uri: str, timeout: float = 5.0) -> None:

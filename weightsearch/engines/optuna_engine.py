@@ -14,7 +14,7 @@ from typing import Any
 from weightsearch.compat import heartbeat_enabled
 from weightsearch.liveness import mark_worker
 from weightsearch.locks import StudyLock
-from weightsearch.objective import Objective
+from weightsearch.objective import Objective, TrialError
 from weightsearch.samplers import check_available
 from weightsearch.spec import SpecError
 from weightsearch.study import Outcome, Prepared, RunOptions, StudyRun, budget_spent
@@ -54,10 +54,9 @@ class OptunaEngine:
         timeout = o.timeout or spec.search.timeout
         total = o.total
         with run.running(n_trials=total if total is not None else n) as outcome:
-            run.recover()
             if total is None:
                 study.optimize(
-                    objective, n_trials=n, timeout=timeout, catch=(Exception,),
+                    objective, n_trials=n, timeout=timeout, catch=(TrialError,),
                     callbacks=run.callbacks,
                 )
             else:
@@ -86,7 +85,7 @@ def optimize_until(
     Optuna's ``MaxTrialsCallback`` checks the budget only after a trial ends, so N workers
     could overshoot by N − 1. Here counting and creating a trial happen under the study-wide
     lock (:class:`~weightsearch.locks.StudyLock`); before each trial, lost trials are failed
-    and re-queued (Optuna's ``fail_stale_trials`` with heartbeats, else ``recover(study)``).
+    and re-queued (``recover(study)``, and Optuna's ``fail_stale_trials`` with heartbeats).
     The lock is released once the new trial records its worker, so trials still run in
     parallel."""
     import optuna
@@ -106,14 +105,14 @@ def optimize_until(
                 break
             lock.acquire()
             try:
-                if heartbeat_enabled(study):
-                    optuna.storages.fail_stale_trials(study)
-                elif recover is not None:
+                if recover is not None:  # this machine's lost trials, at once
                     recover(study)
+                if heartbeat_enabled(study):  # other machines', a grace period later
+                    optuna.storages.fail_stale_trials(study)
                 if budget_spent(study, total):
                     break
                 study.optimize(
-                    objective_releasing_lock, n_trials=1, catch=(Exception,), callbacks=callbacks
+                    objective_releasing_lock, n_trials=1, catch=(TrialError,), callbacks=callbacks
                 )
                 ran += 1
             finally:

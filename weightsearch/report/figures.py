@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from weightsearch.artifacts import confusion_figure
+from weightsearch.artifacts import TICK_LABEL_MAX, confusion_figure
 from weightsearch.base import first_line
 from weightsearch.report.analysis import (
     BASELINE,
@@ -141,7 +141,8 @@ def per_class_figure(rows: list[ClassRow], best: Any, baseline: Any | None) -> A
         return placeholder_figure(title, "the best trial has no per-class F1")
     plt = _pyplot()
     n = len(rows)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * n + 2), 4))
+    named = n <= TICK_LABEL_MAX  # above: numbered ticks, a figure of at most 14 inches
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * n + 2) if named else 14.0, 4))
     x = np.arange(n)
     width = 0.4 if baseline is not None else 0.6
     combo = f"{component(best, 'scheme')} + {component(best, 'loss')}"
@@ -158,8 +159,14 @@ def per_class_figure(rows: list[ClassRow], best: Any, baseline: Any | None) -> A
     else:
         ax.bar(x, [r.best for r in rows], width, label=best_label, color="C0")
         ax.text(0.5, 1.02, NO_BASELINE, transform=ax.transAxes, ha="center", fontsize=9, color="C3")
-    labels = [r.name if r.support is None else f"{r.name}\n(n={r.support})" for r in rows]
-    ax.set_xticks(x, labels, rotation=0 if n <= 8 else 45, ha="center" if n <= 8 else "right")
+    if named:
+        labels = [r.name if r.support is None else f"{r.name}\n(n={r.support})" for r in rows]
+        ax.set_xticks(x, labels, rotation=0 if n <= 8 else 45, ha="center" if n <= 8 else "right")
+    else:
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=10, integer=True))
+        ax.set_xlabel(f"class, by position in the per-class table ({n} classes)")
     ax.set_ylim(0, 1.05)
     ax.set_ylabel("F1")
     ax.set_title(title + (", rarest class first" if rows[0].support is not None else ""), pad=16)

@@ -94,9 +94,18 @@ def format_comparison(
     return headers, out
 
 
-def format_per_class(rows: list[ClassRow]) -> tuple[list[str], list[list[str]]]:
-    """Headers and string cells of the per-class F1 table."""
+#: Rows of the per-class table (rarest class first); the others are one "… N more" row.
+PER_CLASS_ROWS = 40
+
+
+def format_per_class(
+    rows: list[ClassRow], limit: int = PER_CLASS_ROWS
+) -> tuple[list[str], list[list[str]]]:
+    """Headers and string cells of the per-class F1 table: the ``limit`` rarest classes,
+    then a row saying how many more there are (the figure shows them all)."""
     headers = ["class", "support", "best trial F1", "baseline F1", "Δ"]
+    more = len(rows) - limit
+    rows = rows[:limit] if more > 0 else rows
     out = [
         [
             r.name,
@@ -107,6 +116,8 @@ def format_per_class(rows: list[ClassRow]) -> tuple[list[str], list[list[str]]]:
         ]
         for r in rows
     ]
+    if more > 0:
+        out.append([f"… {more} more classes", "", "", "", ""])
     return headers, out
 
 
