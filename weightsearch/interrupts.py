@@ -5,9 +5,11 @@ in the main thread), so the running trial is closed cleanly, and either signal i
 remembered: :func:`interrupt_requested` stays true until the outermost block ends. Only the
 first signal raises: later ones (a second and third Ctrl-C while the trial's and the study's
 runs are being closed) are only recorded, so they cannot break that cleanup. A signal that
-lands in a finaliser (``__del__``, where Python only prints an exception) is recorded, not
-raised; the objective checks :func:`interrupt_requested` at every epoch end, so it still
-stops the trial.
+lands where raising would do harm is recorded, not raised: in a finaliser (``__del__``, where
+Python only prints an exception), or inside an import (TensorFlow's C code calls
+``__import__`` mid-training, and an exception raised there surfaces as ``SystemError:
+<built-in function __import__> returned a result with an exception set``). The objective
+checks :func:`interrupt_requested` at every epoch end, so it still stops the trial.
 """
 
 from __future__ import annotations
@@ -37,10 +39,19 @@ def in_finaliser(frame: FrameType | None) -> bool:
     return False
 
 
+def in_import(frame: FrameType | None) -> bool:
+    """Whether ``frame`` runs inside Python's import machinery."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _handler(signum: int, frame: Any) -> None:
     first = not _RECEIVED
     _RECEIVED.append(signum)
-    if first and not in_finaliser(frame):
+    if first and not in_finaliser(frame) and not in_import(frame):
         raise KeyboardInterrupt(f"signal {signum}")
 
 
@@ -66,4 +77,4 @@ def sigterm_as_interrupt() -> Iterator[None]:
             _RECEIVED.clear()
 
 
-__all__ = ["in_finaliser", "interrupt_requested", "sigterm_as_interrupt"]
+__all__ = ["in_finaliser", "in_import", "interrupt_requested", "sigterm_as_interrupt"]
