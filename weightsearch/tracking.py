@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from weightsearch.base import first_line
-from weightsearch.storage import mask_url, store_cause
+from weightsearch.storage import mask_url, parse_url, store_cause
 
 STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED", "KILLED": "KILLED"}
 
@@ -84,10 +84,10 @@ def _quiet_logs() -> None:
 
 def _artifact_location(uri: str, experiment: str) -> str | None:
     """Keep a local SQLite store's artifacts beside the database file."""
-    if not uri.startswith("sqlite:///"):
+    parsed = parse_url(uri)
+    if parsed.kind != "sqlite" or parsed.path is None:
         return None
-    db = Path(uri[len("sqlite:///") :]).resolve()
-    return (db.parent / "mlartifacts" / experiment).as_uri()
+    return (parsed.path.resolve().parent / "mlartifacts" / experiment).as_uri()
 
 
 class MlflowTracker(NullTracker):
@@ -405,8 +405,9 @@ def find_study_run(uri: str, experiment: str, study: str) -> tuple[str | None, s
     from mlflow import MlflowClient
 
     _quiet_logs()
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
-        return None, f"no MLflow database at {uri[len('sqlite:///') :]}; nothing logged."
+    parsed = parse_url(uri)
+    if parsed.kind == "sqlite" and parsed.path is not None and not parsed.path.is_file():
+        return None, f"no MLflow database at {parsed.path}; nothing logged."
     try:
         client = MlflowClient(tracking_uri=uri)
         exp = client.get_experiment_by_name(experiment)
