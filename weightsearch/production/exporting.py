@@ -71,6 +71,7 @@ def config_from_trial(study: Any, trial: Any, storage: str) -> TrainConfig:
     """The training config of a finished trial (loads the study's data to resolve the task,
     classes, features and positive class exactly as the search saw them)."""
     from weightsearch import data as data_mod
+    from weightsearch.plugins import PluginError, import_plugins, search_dirs
     from weightsearch.space import check_config
     from weightsearch.storage import mask_url
 
@@ -82,6 +83,11 @@ def config_from_trial(study: Any, trial: Any, storage: str) -> TrainConfig:
             f"--study: trial {trial.number} of study {study.study_name!r} has no stored "
             f"{missing}; was the study run by weightsearch?"
         )
+    plugins = list(spec.get("plugins") or [])
+    try:
+        import_plugins(plugins, search_dirs(spec.get("path"), Path.cwd()))
+    except PluginError as exc:
+        raise ExportError(f"study {study.study_name!r}: {exc}") from None
     sd, cv = spec["data"], spec.get("cv", {})
     seed = int(spec.get("seed", 0))
     target = sd.get("target")
@@ -126,6 +132,7 @@ def config_from_trial(study: Any, trial: Any, storage: str) -> TrainConfig:
     if ds.task == "binary":
         decision["positive"] = ds.classes[int(train_part.positive_class)]
     raw = {
+        "plugins": plugins,
         "source": source,
         "data": data,
         "weighting": {
