@@ -150,8 +150,9 @@ def test_the_builder_is_called_and_its_model_checked() -> None:
 
     @weightsearch.register_arch("u_wrong")
     def wrong(input_shape, n_outputs):
-        """Input → Dense(1)."""
-        return _dense(input_shape, 1, 2)
+        """Input → Dense(1, sigmoid)."""
+        inputs = keras.Input(input_shape)
+        return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(inputs))
 
     with pytest.raises(ValueError, match=r"arch 'u_wrong' \(.*wrong\(\)\) must output \(N, 2\) "
                                          r"probabilities for binary data, but outputs \(None, 1\)"):
