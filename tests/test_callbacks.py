@@ -274,3 +274,48 @@ def test_needs_a_compiled_loss_for_val_loss(data):
         cb.on_train_begin()
     with pytest.raises(ValueError, match="no epoch has ended yet"):
         cb.confusion()
+
+
+# ---- MacroF1Callback(x_val, y_val): task and classes inferred ----------------------------
+
+
+@pytest.mark.parametrize(("task", "n"), [("binary", 2), ("multiclass", 3)])
+def test_with_only_x_val_and_y_val_it_equals_sklearns_macro_f1(data, task, n):
+    """Written as a Keras user would, after reading about the batch-wise F1 trap."""
+    _, y_val = data["y"][task]
+    cb = MacroF1Callback(data["x_val"], y_val)
+    assert (cb.task, cb.n_classes) == (task, n)
+    rec = Recorder(data["x_val"], cb)
+    _fit(data, task, n, lambda m: [cb, rec])
+    for logs, proba in zip(rec.logs, rec.proba, strict=True):
+        expected = skm.f1_score(y_val, proba.argmax(axis=1), average="macro")
+        assert logs["val_macro_f1"] == pytest.approx(expected, abs=1e-9)
+        assert logs["val_loss"] > 0
+
+
+def test_string_labels_one_hot_and_a_single_sigmoid_are_inferred(data):
+    _, y_val = data["y"]["multiclass"]
+    names = np.array(["cat", "dog", "emu"])[y_val]
+    cb = MacroF1Callback(data["x_val"], names)
+    assert cb.task == "multiclass" and list(cb.classes_) == ["cat", "dog", "emu"]
+    assert cb.class_names == ["cat", "dog", "emu"] and np.array_equal(cb.y_val, y_val)
+    onehot = MacroF1Callback(data["x_val"], np.eye(3, dtype=int)[y_val])
+    assert onehot.task == "multiclass" and np.array_equal(onehot.y_val, y_val)
+    forced = MacroF1Callback(data["x_val"], np.eye(3, dtype=int)[y_val], task="multilabel")
+    assert forced.task == "multilabel" and forced.y_val.shape == (16, 3)
+    multi = MacroF1Callback(data["x_val"], data["y"]["multilabel"][1])
+    assert (multi.task, multi.n_classes) == ("multilabel", 3)
+    with pytest.raises(ValueError, match=r"scikit-learn reads it as 'continuous'"):
+        MacroF1Callback(data["x_val"], np.linspace(0, 1, 16))
+
+    y_tr, y_bin = data["y"]["binary"]
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(inputs))
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="binary_crossentropy")
+    cb = MacroF1Callback(data["x_val"], y_bin)
+    model.fit(data["x_tr"], y_tr.astype(np.float32), epochs=1, verbose=0, callbacks=[cb])
+    p1 = np.asarray(model(data["x_val"], training=False)).ravel()
+    expected = skm.f1_score(y_bin, (p1 >= 0.5).astype(int), average="macro")
+    assert cb.history[0]["val_macro_f1"] == pytest.approx(expected, abs=1e-9)
+    loss = model.evaluate(data["x_val"], y_bin.astype(np.float32), verbose=0)
+    assert cb.history[0]["val_loss"] == pytest.approx(loss, rel=1e-4)

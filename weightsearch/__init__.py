@@ -8,6 +8,11 @@ API is imported on first use::
     result = weightsearch.train_from_config(cfg, out="models/best")
     model = weightsearch.load_model("models/best")     # .predict(x), .predict_proba(x)
 
+Your own components join the search through ``register_arch``, ``register_loss`` and
+``register_scheme`` (decorators; typed keyword defaults become searchable parameters, bounded
+with ``typing.Annotated[int, weightsearch.Param(low=..., high=...)]``), and a spec's
+``plugins = ["module"]`` imports the module that registers them.
+
 Saved models use weightsearch's Keras losses. They are registered with Keras as soon as both
 ``weightsearch`` and ``keras`` are imported (in either order), so
 ``keras.models.load_model("model.keras")`` works after ``import weightsearch``.
@@ -29,6 +34,10 @@ _LAZY = {
     "build_from_config": "weightsearch.production",
     "train_from_config": "weightsearch.production",
     "load_model": "weightsearch.production",
+    "register_arch": "weightsearch.models",
+    "register_loss": "weightsearch.losses",
+    "register_scheme": "weightsearch.weighting",
+    "Param": "weightsearch._params",
 }
 
 __all__ = ["__version__", *_LAZY]

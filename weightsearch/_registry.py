@@ -45,12 +45,18 @@ class Registry(Generic[T]):
         self._aliases: dict[str, str] = {}
 
     def register(
-        self, name: str, *, aliases: tuple[str, ...] = (), doc: str | None = None
+        self,
+        name: str,
+        *,
+        aliases: tuple[str, ...] = (),
+        doc: str | None = None,
+        replace: bool = False,
     ) -> Callable[[T], T]:
         """Decorator adding an entry as ``name`` (normalised) with ``aliases``.
 
         ``doc`` (default: :func:`entry_doc` of the entry) must be non-empty, else
-        ``TypeError``; a name or alias already taken is a ``ValueError``.
+        ``TypeError``; a name or alias already taken is a ``ValueError``, unless ``replace``
+        (the same entry registered again, as a re-run notebook cell does).
         """
         key = normalise_name(name)
         alias_keys = [normalise_name(a) for a in aliases]
@@ -63,7 +69,9 @@ class Registry(Generic[T]):
                     f"but {getattr(obj, '__qualname__', type(obj).__name__)} has none."
                 )
             keys = [key, *alias_keys]
-            taken = [k for i, k in enumerate(keys) if k in self or k in keys[:i]]
+            taken = [
+                k for i, k in enumerate(keys) if (k in self and not replace) or k in keys[:i]
+            ]
             if taken:
                 raise ValueError(
                     f"{self.kind} {taken[0]!r} is already registered; expected a new name."
@@ -113,3 +121,9 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+def same_function(a: Any, b: Any) -> bool:
+    """Whether two functions are one definition (same module and qualified name), as a
+    re-run notebook cell or a re-imported module registers it again."""
+    return all(getattr(a, k, None) == getattr(b, k, None) for k in ("__module__", "__qualname__"))

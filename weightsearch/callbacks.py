@@ -11,7 +11,51 @@ import numpy as np
 from weightsearch import metrics as M
 from weightsearch.base import check_task
 
-__all__ = ["MacroF1Callback"]
+__all__ = ["MacroF1Callback", "infer_target"]
+
+
+def infer_target(y: Any, task: str | None = None) -> tuple[str, np.ndarray, np.ndarray]:
+    """``(task, labels, classes)`` of targets ``y``, after ``sklearn``'s ``type_of_target``.
+
+    ``labels`` are indices 0..C−1 (N,) for single-label or the 0/1 array (N, L) for
+    multilabel; ``classes`` are the integers 0..max for integer labels (they index the model's
+    outputs), else the sorted distinct labels; for 2-D targets, the column indices. A 2-D 0/1
+    array with exactly one 1 per row is one-hot single-label unless ``task`` is multilabel.
+    """
+    from sklearn.utils.multiclass import type_of_target
+
+    arr = np.asarray(y)
+    try:
+        kind = type_of_target(arr, input_name="y_val")
+    except ValueError as exc:
+        raise ValueError(f"y_val: {exc}") from None
+    if kind == "multilabel-indicator":
+        arr = arr.astype(np.int64)
+        classes = np.arange(arr.shape[1])
+        if task != "multilabel" and np.all(arr.sum(axis=1) == 1):
+            labels = np.argmax(arr, axis=1)
+            return ("binary" if arr.shape[1] == 2 else "multiclass"), labels, classes
+        return "multilabel", arr, classes
+    if kind not in ("binary", "multiclass") or arr.ndim != 1:
+        raise ValueError(
+            "y_val must be class labels (N,), one-hot or multi-hot 0/1 (N, C), but "
+            f"scikit-learn reads it as {kind!r} (shape {arr.shape}); pass task= and n_classes=."
+        )
+    if arr.dtype.kind in "biu" or (
+        arr.dtype.kind == "f" and np.all(arr == np.round(arr)) and arr.min() >= 0
+    ):
+        labels = arr.astype(np.int64)
+        if labels.min() < 0:
+            raise ValueError(f"y_val: integer labels must be >= 0, but got {labels.min()}.")
+        classes = np.arange(labels.max() + 1)
+    else:
+        classes, labels = np.unique(arr, return_inverse=True)
+    n = len(classes)
+    if n < 2:
+        raise ValueError(
+            f"y_val holds a single class {classes.tolist()}; pass n_classes= (and task=)."
+        )
+    return ("binary" if n == 2 else "multiclass"), labels, classes
 
 
 class MacroF1Callback(keras.callbacks.Callback):
@@ -41,6 +85,14 @@ class MacroF1Callback(keras.callbacks.Callback):
     After training: ``history`` (one dict per epoch), ``best_epoch`` and ``best_value``
     (by ``metric``, first epoch on ties), ``best_proba`` (probabilities at the best epoch,
     for threshold tuning and confusion matrices) and ``last_proba``.
+
+    ``MacroF1Callback(x_val, y_val)`` alone infers the task and the classes from ``y_val``
+    as scikit-learn's ``type_of_target`` does (:func:`infer_target`): 1-D labels are
+    binary (2 classes) or multiclass; a 2-D 0/1 array is multilabel, except that one with
+    exactly one 1 per row is read as one-hot single-label (pass ``task="multilabel"`` to
+    score it per label). Integer labels 0..C−1 index the model's outputs; other labels
+    (strings) are sorted, as ``LabelEncoder`` does, and ``classes_`` holds them. A binary
+    model may output one sigmoid column (P(class 1)) or two softmax columns.
     """
 
     def __init__(
@@ -48,8 +100,8 @@ class MacroF1Callback(keras.callbacks.Callback):
         x_val: Any,
         y_val: Any,
         *,
-        task: str,
-        n_classes: int,
+        task: str | None = None,
+        n_classes: int | None = None,
         threshold: float | Sequence[float] = 0.5,
         positive: int = 1,
         metric: str = "macro_f1",
@@ -58,6 +110,14 @@ class MacroF1Callback(keras.callbacks.Callback):
         class_names: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
+        self.classes_: np.ndarray | None = None
+        if task is None or n_classes is None:
+            inferred, y_val, classes = infer_target(y_val, task)
+            task = task or inferred
+            n_classes = len(classes) if n_classes is None else n_classes
+            self.classes_ = classes
+            if class_names is None and classes.dtype.kind not in "biu":
+                class_names = [str(c) for c in classes]
         task = check_task(task)
         n = M.check_n_classes(n_classes, task)
         self.metric = M.get_metric(metric, task).name
@@ -146,15 +206,20 @@ class MacroF1Callback(keras.callbacks.Callback):
             out[f"val_f1_{i}"] = float(f1)
         return out
 
-    def _loss(self, proba: np.ndarray) -> float:
+    def _loss(self, proba: np.ndarray, targets: np.ndarray) -> float:
         loss = self.model.compute_loss(
-            x=None, y=self._targets, y_pred=proba, sample_weight=None, training=False
+            x=None, y=targets, y_pred=proba, sample_weight=None, training=False
         )
         return float(np.asarray(keras.ops.convert_to_numpy(loss), dtype=np.float64))
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        proba = np.asarray(self.model.predict(self.x_val, batch_size=self.batch_size, verbose=0))
-        values = self.update(epoch, proba, self._loss(proba) if self.compute_loss else None)
+        out = np.asarray(self.model.predict(self.x_val, batch_size=self.batch_size, verbose=0))
+        proba, targets = out, self._targets
+        if self.task == "binary" and (out.ndim == 1 or out.shape[-1] == 1):  # one sigmoid
+            out, targets = out.reshape(-1, 1), self._targets[:, 1:]
+            proba = np.concatenate([1.0 - out, out], axis=1)
+        loss = self._loss(out, targets) if self.compute_loss else None
+        values = self.update(epoch, proba, loss)
         if logs is not None:
             logs.update(values)
 

@@ -21,8 +21,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from weightsearch._params import Param, check_params
-from weightsearch._registry import Registry, normalise_name
+from weightsearch._params import Param, check_params, params_from_signature
+from weightsearch._registry import Registry, normalise_name, same_function
 from weightsearch.base import APPLICATIONS, TASKS, application_problem, check_task
 
 __all__ = [
@@ -36,6 +36,8 @@ __all__ = [
     "build_loss",
     "loss",
     "loss_params",
+    "register_loss",
+    "weigh",
 ]
 
 
@@ -44,6 +46,8 @@ class LossSpec:
     """A registered loss: ``factory(multilabel=, weights=, prior=, **params)`` → Keras loss.
 
     ``needs_prior``: the loss uses ``prior`` (it is checked and required); others ignore it.
+    ``user``: a :func:`register_loss` entry, called ``factory(task, n_classes, weights,
+    **params)``.
     """
 
     name: str
@@ -51,6 +55,7 @@ class LossSpec:
     tasks: tuple[str, ...]
     params: dict[str, Param]
     needs_prior: bool = False
+    user: bool = False
 
     @property
     def doc(self) -> str:
@@ -79,14 +84,7 @@ class _WeightedLoss(keras.losses.Loss):
         self.weights = None if weights is None else np.asarray(weights, dtype=np.float64)
 
     def _weigh(self, y_true: Any, losses: Any) -> Any:
-        """Single-label: ``w[argmax y_i]·ℓ_i`` (as Keras's class_weight); multi-label:
-        ``(y·W[:, 1] + (1−y)·W[:, 0])·ℓ`` elementwise."""
-        if self.weights is None:
-            return losses
-        w = ops.convert_to_tensor(self.weights, dtype=losses.dtype)
-        if self.multilabel:
-            return (y_true * w[:, 1] + (1.0 - y_true) * w[:, 0]) * losses
-        return ops.take(w, ops.argmax(y_true, axis=-1)) * losses
+        return weigh(y_true, losses, self.weights, self.multilabel)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
@@ -95,6 +93,21 @@ class _WeightedLoss(keras.losses.Loss):
             multilabel=self.multilabel,
         )
         return config
+
+
+def weigh(y_true: Any, losses: Any, weights: Any, multilabel: bool) -> Any:
+    """Class weights on unreduced losses, as every built-in loss applies them.
+
+    Single-label (``losses`` (N,), ``weights`` (C,)): ``w[argmax y_i]·ℓ_i``, as Keras's
+    ``class_weight``; multi-label (``losses`` (N, L), ``weights`` (L, 2)):
+    ``(y·W[:, 1] + (1−y)·W[:, 0])·ℓ`` elementwise. ``weights=None`` returns ``losses``.
+    """
+    if weights is None:
+        return losses
+    w = ops.convert_to_tensor(np.asarray(weights), dtype=losses.dtype)
+    if multilabel:
+        return (y_true * w[:, 1] + (1.0 - y_true) * w[:, 0]) * losses
+    return ops.take(w, ops.argmax(y_true, axis=-1)) * losses
 
 
 def _elementwise(fn: Callable[..., Any], y_true: Any, y_pred: Any, **kwargs: Any) -> Any:
@@ -246,6 +259,38 @@ def loss(
     return decorator
 
 
+def register_loss(
+    name: str, *, tasks: tuple[str, ...] = TASKS, aliases: tuple[str, ...] = ()
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register your own loss: ``make(task, n_classes, weights, **params)`` returns a Keras
+    loss (a ``keras.losses.Loss`` or a ``loss(y_true, y_pred)`` function) on probabilities.
+
+    ``y_true`` is one-hot (N, C), or multi-hot (N, L) for multi-label. ``weights`` is what the
+    built-in losses get: ``None`` (unweighted, or the weights reach ``fit`` as sample
+    weights) or (C,) class weights, (L, 2) for multi-label; apply them with :func:`weigh`.
+    Its typed keyword defaults are its searchable parameters; its docstring (required) gives
+    the formula. A loss saved with the model must be Keras-serialisable
+    (``keras.saving.register_keras_serializable``).
+    """
+    for task in tasks:
+        check_task(task, f"register_loss({name!r}): tasks")
+
+    def decorator(make: Callable[..., Any]) -> Callable[..., Any]:
+        owner = f"register_loss({name!r})"
+        params = params_from_signature(
+            make, leading=("task", "n_classes", "weights"), owner=owner
+        )
+        key = normalise_name(name)
+        old = LOSSES.get(key) if key in LOSSES else None
+        same = old is not None and old.user and old.name == key
+        same = same and same_function(old.factory, make)
+        spec = LossSpec(key, make, tuple(tasks), params, user=True)
+        LOSSES.register(name, aliases=aliases, replace=same)(spec)
+        return make
+
+    return decorator
+
+
 @loss("crossentropy", label_smoothing=Param(0.0, low=0.0, high=0.3, doc="label smoothing s"))
 def _crossentropy(*, multilabel: bool, weights: Any, prior: Any, **params: Any):
     """Cross-entropy ℓ_i = −w[y_i]·Σ_c ỹ_ic·log p_ic, ỹ = (1−s)·y + s/C; multi-label:
@@ -339,6 +384,14 @@ def build_loss(
         raise ValueError(f"{owner} needs prior: {what}, but got None.")
     else:
         prior = _check_prior(prior, multilabel, n_classes, owner)
+    if spec.user:
+        made = spec.factory(task, n_classes, weights, **kwargs)
+        if not callable(made):
+            raise ValueError(
+                f"{owner} ({spec.factory.__qualname__}()) must return a Keras loss, but "
+                f"returned {type(made).__name__}."
+            )
+        return made
     return spec.factory(multilabel=multilabel, weights=weights, prior=prior, **kwargs)
 
 

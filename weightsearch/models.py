@@ -7,7 +7,9 @@ only built-in Keras layers and reloads with ``keras.models.load_model``.
 
 Adding an architecture is one registry entry: a body function decorated with
 :func:`arch` that names its input kind and its parameters (defaults and valid ranges); its
-docstring (required) describes the layers.
+docstring (required) describes the layers. A user's own builder of a whole model
+(``build(input_shape, n_outputs, **params) -> keras.Model``) is registered with
+:func:`register_arch`; its typed keyword defaults are its parameters.
 """
 
 from __future__ import annotations
@@ -19,11 +21,20 @@ from typing import Any
 import keras
 import numpy as np
 
-from weightsearch._params import Param, check_params
-from weightsearch._registry import Registry, normalise_name
+from weightsearch._params import Param, check_params, params_from_signature
+from weightsearch._registry import Registry, normalise_name, same_function
 from weightsearch.base import check_task
 
-__all__ = ["MODELS", "Arch", "arch", "arch_params", "build_model", "check_input", "input_kind"]
+__all__ = [
+    "MODELS",
+    "Arch",
+    "arch",
+    "arch_params",
+    "build_model",
+    "check_input",
+    "input_kind",
+    "register_arch",
+]
 
 #: Input kind → (description, number of feature axes per row, shape pattern).
 INPUT_KINDS: dict[str, tuple[str, int, str]] = {
@@ -57,12 +68,15 @@ class Arch:
 
     ``body(x, params, seeds, input_shape) -> tensor`` maps the normalised input tensor to
     the features fed to the output layer; ``params`` gives defaults and search ranges.
+    With ``whole`` (:func:`register_arch`) ``body(input_shape, n_outputs, **params)`` builds
+    the whole model itself; ``input_kind`` ``None`` takes inputs of any shape.
     """
 
     name: str
     body: Callable[..., Any]
-    input_kind: str
+    input_kind: str | None
     params: dict[str, Param]
+    whole: bool = False
 
     @property
     def doc(self) -> str:
@@ -87,6 +101,46 @@ def arch(
         entry = Arch(normalise_name(name), body, input_kind, dict(params))
         MODELS.register(name, aliases=aliases)(entry)
         return body
+
+    return decorator
+
+
+def register_arch(
+    name: str, *, input_kind: str | None = None, aliases: tuple[str, ...] = ()
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register your own Keras model builder as architecture ``name``::
+
+        @register_arch("my_mlp")
+        def build(input_shape, n_outputs, *, width: int = 32, dropout: float = 0.1):
+            '''Input → Dense(width) → Dropout → Dense(n_outputs, softmax).'''
+            ...
+            return keras.Model(inputs, outputs)
+
+    ``build`` returns a ``keras.Model`` from the raw inputs ``(N, *input_shape)`` to
+    ``n_outputs`` probabilities (softmax; sigmoid for multi-label: a keyword ``task`` in its
+    signature is given ``"binary"``, ``"multiclass"`` or ``"multilabel"``). Its typed keyword
+    defaults are its searchable parameters (:func:`~weightsearch._params.params_from_signature`);
+    ``input_kind`` (``"tabular"``, ``"image"``, ``"sequence"``; default: any shape) limits the
+    data it takes. Registering the same function again (a re-run cell) replaces it.
+    """
+    if input_kind is not None and input_kind not in INPUT_KINDS:
+        raise ValueError(
+            f"register_arch({name!r}): input_kind must be one of {', '.join(INPUT_KINDS)} or "
+            f"None, but got {input_kind!r}."
+        )
+
+    def decorator(build: Callable[..., Any]) -> Callable[..., Any]:
+        owner = f"register_arch({name!r})"
+        params = params_from_signature(
+            build, leading=("input_shape", "n_outputs"), owner=owner, passed=("task",)
+        )
+        entry = Arch(normalise_name(name), build, input_kind, params, whole=True)
+        old = MODELS.get(entry.name) if entry.name in MODELS else None
+        same = old is not None and old.whole and old.name == entry.name
+        MODELS.register(name, aliases=aliases, replace=same and same_function(old.body, build))(
+            entry
+        )
+        return build
 
     return decorator
 
@@ -224,8 +278,9 @@ def arch_params(arch: str) -> dict[str, Param]:
     return dict(MODELS.get(arch).params)
 
 
-def input_kind(arch: str) -> str:
-    """``"tabular"``, ``"image"`` or ``"sequence"``: the data ``arch`` takes."""
+def input_kind(arch: str) -> str | None:
+    """``"tabular"``, ``"image"`` or ``"sequence"``: the data ``arch`` takes (``None``: a
+    :func:`register_arch` builder that takes any shape)."""
     return MODELS.get(arch).input_kind
 
 
@@ -250,9 +305,12 @@ def check_input(arch: str, input_shape: Any) -> None:
     """``ValueError`` unless ``input_shape`` (one row, without N) fits ``arch``'s input kind."""
     a = MODELS.get(arch)
     shape = _shape_tuple(input_shape)
+    if a.input_kind is None:
+        return
     desc, ndim, pattern = INPUT_KINDS[a.input_kind]
     if len(shape) != ndim:
-        fits = [n for n in MODELS if INPUT_KINDS[MODELS.get(n).input_kind][1] == len(shape)]
+        kinds = {n: MODELS.get(n).input_kind for n in MODELS}
+        fits = [n for n, k in kinds.items() if k and INPUT_KINDS[k][1] == len(shape)]
         hint = f"; for data of this shape use arch {' or '.join(map(repr, fits))}" if fits else ""
         raise ValueError(
             f"arch {a.name!r} expects {desc} of shape {pattern}, but the data has shape "
@@ -290,6 +348,8 @@ def build_model(
     shape = _shape_tuple(input_shape)
     check_input(a.name, shape)
     p = check_params(dict(params or {}), a.params, f"arch {a.name!r}")
+    if a.whole:
+        return _user_model(a, shape, int(n_outputs), task, p)
 
     norm = keras.layers.Normalization(axis=-1, name="normalization")
     if adapt_x is not None:
@@ -311,3 +371,32 @@ def build_model(
     activation = "sigmoid" if task == "multilabel" else "softmax"
     outputs = keras.layers.Activation(activation, dtype="float32", name="proba")(x)
     return keras.Model(inputs, outputs, name=f"weightsearch_{a.name}")
+
+
+def _user_model(
+    a: Arch, shape: tuple[int, ...], n_outputs: int, task: str, params: dict[str, Any]
+) -> keras.Model:
+    """Call a :func:`register_arch` builder and check its model on one zero row: it must
+    output ``(1, n_outputs)``."""
+    import inspect
+
+    owner = f"arch {a.name!r} ({getattr(a.body, '__qualname__', 'build')}())"
+    kwargs = dict(params)
+    if "task" in inspect.signature(a.body).parameters:
+        kwargs["task"] = task
+    model = a.body(shape, n_outputs, **kwargs)
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"{owner} must return a keras.Model, but returned {type(model).__name__}.")
+    try:
+        out = np.asarray(model(np.zeros((1, *shape), dtype=np.float32), training=False))
+    except Exception as exc:
+        raise ValueError(
+            f"{owner}: the model does not take inputs of shape (N, "
+            f"{', '.join(map(str, shape))}): {type(exc).__name__}: {exc}"
+        ) from None
+    if out.shape != (1, n_outputs):
+        raise ValueError(
+            f"{owner} must output (N, {n_outputs}) probabilities for {task} data, but outputs "
+            f"{(None, *out.shape[1:])}."
+        )
+    return model

@@ -96,6 +96,8 @@ class Spec:
     # or tables {low, high, log} / {choices}.
     space: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: str | None = None
+    # modules imported before the space is checked (weightsearch.plugins)
+    plugins: tuple[str, ...] = ()
 
     @property
     def experiment(self) -> str:
@@ -129,7 +131,9 @@ _SECTION_FIELDS: dict[str, type] = {
     "search": SearchSpec,
     "tracking": TrackingSpec,
 }
-_TOP_KEYS = ("name", "seed", "description", "data", "cv", "search", "tracking", "space")
+_TOP_KEYS = (
+    "name", "seed", "description", "plugins", "data", "cv", "search", "tracking", "space"
+)
 
 
 def _type_name(value: Any) -> str:
@@ -385,6 +389,18 @@ def is_range(value: Any) -> bool:
     )
 
 
+def check_plugins(c: Checker, value: Any) -> tuple[str, ...]:
+    """``plugins``: a list of importable module names (``"my_arch"``, ``"pkg.archs"``)."""
+    items = value if isinstance(value, list) else None
+    bad = [v for v in items or [] if not isinstance(v, str)
+           or not all(part.isidentifier() for part in v.split("."))]
+    if items is None or bad:
+        what = _type_name(value) if items is None else repr(bad[0])
+        c.add("plugins", f"expected a list of module names such as [\"my_arch\"], but got {what}.")
+        return ()
+    return tuple(dict.fromkeys(items))
+
+
 def _check_space(c: Checker, raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
     c.unknown_keys("space", raw, SPACE_SECTIONS)
     space: dict[str, dict[str, Any]] = {}
@@ -422,6 +438,7 @@ def parse(raw: dict[str, Any], source: str = "spec", path: str | None = None) ->
     search = _check_search(c, c.table("search", raw.get("search", {})))
     tracking = _check_tracking(c, c.table("tracking", raw.get("tracking", {})))
     space = _check_space(c, c.table("space", raw.get("space", {})))
+    plugins = check_plugins(c, raw.get("plugins", []))
     if c.problems or data is None or name is None:
         raise SpecError(c.problems, source)
     return Spec(
@@ -434,6 +451,7 @@ def parse(raw: dict[str, Any], source: str = "spec", path: str | None = None) ->
         tracking=tracking,
         space=space,
         path=path,
+        plugins=plugins,
     )
 
 

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from weightsearch.base import application_problem
@@ -67,6 +68,8 @@ def prepare(spec: Spec, dataset: Any = None) -> Prepared:
     from weightsearch import data as data_mod
     from weightsearch.space import check_space
 
+    where = spec.path or spec.name
+    load_plugins(spec)
     ds = dataset if dataset is not None else data_mod.load(
         spec.data.source,
         target=list(spec.data.target) if isinstance(spec.data.target, tuple) else spec.data.target,
@@ -77,7 +80,6 @@ def prepare(spec: Spec, dataset: Any = None) -> Prepared:
     train_idx, test_idx = data_mod.train_test_split(ds, spec.data.test_size, spec.seed)
     train = ds.subset(train_idx)
     data_mod.check_folds(train, spec.cv.folds)
-    where = spec.path or spec.name
     if spec.cv.metric == "positive_f1" and ds.task != "binary":
         raise SpecError(
             [f"cv.metric: 'positive_f1' needs a binary task, but the data is {ds.task}."], where
@@ -94,6 +96,17 @@ def prepare(spec: Spec, dataset: Any = None) -> Prepared:
         )
     space = check_space(spec, task=ds.task, data_kind=ds.kind, input_shape=ds.input_shape)
     return Prepared(spec=spec, data=ds, train=train, test_idx=test_idx, space=space)
+
+
+def load_plugins(spec: Spec) -> None:
+    """Import the spec's ``plugins`` (beside the spec file, then on ``sys.path``);
+    :class:`SpecError` at ``plugins`` when one fails."""
+    from weightsearch.plugins import PluginError, import_plugins, search_dirs
+
+    try:
+        import_plugins(spec.plugins, search_dirs(spec.path, Path.cwd()))
+    except PluginError as exc:
+        raise SpecError([str(exc)], spec.path or spec.name) from None
 
 
 # ---- the study itself --------------------------------------------------------------------

@@ -21,14 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from weightsearch._params import Param, check_params
-from weightsearch._registry import Registry, normalise_name
+from weightsearch._params import Param, check_params, params_from_signature
+from weightsearch._registry import Registry, normalise_name, same_function
 
 __all__ = [
     "WEIGHTINGS",
     "Scheme",
     "class_weights",
     "multilabel_weights",
+    "register_scheme",
     "scheme",
     "scheme_params",
     "weight_vector",
@@ -61,6 +62,27 @@ def scheme(
 
     def decorator(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
         WEIGHTINGS.register(name, aliases=aliases)(Scheme(normalise_name(name), fn, params))
+        return fn
+
+    return decorator
+
+
+def register_scheme(
+    name: str, *, aliases: tuple[str, ...] = ()
+) -> Callable[[Callable[..., np.ndarray]], Callable[..., np.ndarray]]:
+    """Register your own weighting scheme: ``raw(counts, **params)`` maps the per-class
+    counts (float64 (C,), all > 0) to positive weights (C,), normalised afterwards so that
+    ``Σ_c n_c·w_c = n``. Its typed keyword defaults are its searchable parameters; its
+    docstring (required) gives the formula. Multi-label data calls it per label with the
+    counts ``[n0, n1]``."""
+
+    def decorator(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+        owner = f"register_scheme({name!r})"
+        params = params_from_signature(fn, leading=("counts",), owner=owner)
+        key = normalise_name(name)
+        old = WEIGHTINGS.get(key) if key in WEIGHTINGS else None
+        same = old is not None and old.name == key and same_function(old.raw, fn)
+        WEIGHTINGS.register(name, aliases=aliases, replace=same)(Scheme(key, fn, params))
         return fn
 
     return decorator

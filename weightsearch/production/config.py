@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from weightsearch.base import APPLICATIONS, COMPONENT_KEYS, TASKS, application_problem
-from weightsearch.spec import Checker, SpecError, dumps_toml
+from weightsearch.spec import Checker, SpecError, check_plugins, dumps_toml
 from weightsearch.storage import DEFAULT_MLFLOW_URI
 
 SECTIONS = ("source", "data", "weighting", "loss", "model", "train", "decision", "tracking")
@@ -47,6 +47,7 @@ class TrainConfig:
     decision: dict[str, Any] = field(default_factory=dict)
     tracking: dict[str, Any] = field(default_factory=dict)
     path: str | None = None
+    plugins: tuple[str, ...] = ()  # the study spec's plugins, imported before it is checked
 
     @property
     def task(self) -> str:
@@ -89,7 +90,7 @@ class TrainConfig:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {s: plain(getattr(self, s)) for s in SECTIONS}
+        return {"plugins": list(self.plugins), **{s: plain(getattr(self, s)) for s in SECTIONS}}
 
     def to_toml(self) -> str:
         return config_toml(self)
@@ -151,6 +152,12 @@ def config_toml(cfg: TrainConfig) -> str:
         "# Train the final model with:  python -m weightsearch train THIS_FILE --out DIR",
         "",
     ]
+    if cfg.plugins:
+        header += [
+            "# Modules that register this config's components (beside this file, or importable).",
+            f"plugins = {toml_value(list(cfg.plugins))}",
+            "",
+        ]
     parts = ["\n".join(header)]
     for section in SECTIONS:
         table = plain(getattr(cfg, section))
@@ -206,7 +213,9 @@ def parse_config(
 ) -> TrainConfig:
     """Check a config mapping (the parsed TOML) and build a :class:`TrainConfig`."""
     c = Checker()
-    c.unknown_keys("", raw, SECTIONS)
+    c.unknown_keys("", raw, ("plugins", *SECTIONS))
+    plugins = check_plugins(c, raw.get("plugins", []))
+    _import_plugins(plugins, path, source)
     tables = {s: c.table(s, raw.get(s, {})) for s in SECTIONS}
     for s in REQUIRED:
         if s not in raw:
@@ -245,7 +254,19 @@ def parse_config(
         decision=decision,
         tracking=tracking,
         path=path,
+        plugins=plugins,
     )
+
+
+def _import_plugins(plugins: tuple[str, ...], path: str | None, source: str) -> None:
+    """Import ``plugins`` beside the config file (then on ``sys.path``) before its component
+    names are looked up; a failure is one :class:`ConfigError` line."""
+    from weightsearch.plugins import PluginError, import_plugins, search_dirs
+
+    try:
+        import_plugins(plugins, search_dirs(path, Path.cwd()))
+    except PluginError as exc:
+        raise ConfigError([str(exc)], source) from None
 
 
 def _string_list(c: Checker, key: str, value: Any) -> list[str] | None:

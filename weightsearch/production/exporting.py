@@ -98,6 +98,7 @@ def trial_data(study: Any, spec: dict[str, Any]) -> dict[str, Any]:
 def config_from_trial(study: Any, trial: Any, storage: str) -> TrainConfig:
     """The training config of a finished trial, describing the data the trial ran on
     (:func:`trial_data`), not whatever the data source holds today."""
+    from weightsearch.plugins import PluginError, import_plugins, search_dirs
     from weightsearch.space import check_config
     from weightsearch.storage import mask_url
 
@@ -109,6 +110,11 @@ def config_from_trial(study: Any, trial: Any, storage: str) -> TrainConfig:
             f"--study: trial {trial.number} of study {study.study_name!r} has no stored "
             f"{missing}; was the study run by weightsearch?"
         )
+    plugins = list(spec.get("plugins") or [])
+    try:
+        import_plugins(plugins, search_dirs(spec.get("path"), Path.cwd()))
+    except PluginError as exc:
+        raise ExportError(f"study {study.study_name!r}: {exc}") from None
     sd, cv = spec["data"], spec.get("cv", {})
     seed = int(spec.get("seed", 0))
     target = sd.get("target")
@@ -151,6 +157,7 @@ def config_from_trial(study: Any, trial: Any, storage: str) -> TrainConfig:
     if task == "binary":
         decision["positive"] = ran_on["positive"]
     raw = {
+        "plugins": plugins,
         "source": source,
         "data": data,
         "weighting": {

@@ -32,6 +32,13 @@ class TrainedModel:
         return list(self.meta["classes"])
 
     @property
+    def classes_(self) -> np.ndarray:
+        """The class (or label) names in output order, as scikit-learn estimators have them:
+        ``predict`` returns these names, so ``sklearn.metrics`` takes
+        ``labels=model.classes_``."""
+        return np.asarray(self.classes, dtype=object)
+
+    @property
     def task(self) -> str:
         return str(self.meta["task"])
 
@@ -121,6 +128,7 @@ def load_model(directory: str | Path) -> TrainedModel:
         raise ExportError(f"{str(meta_path)!r}: cannot read the model metadata: {exc}") from None
     if not isinstance(meta, dict) or meta.get("format") != META_FORMAT:
         raise ExportError(f"{str(meta_path)!r} is not weightsearch model metadata.")
+    _import_plugins(meta, d)  # before load_model: a plugin's custom layers must be known
     model = _read_model(model_path, keras)
     return TrainedModel(model=model, meta=meta, path=d)
 
@@ -148,6 +156,18 @@ def _read_model(path: Path, keras: Any) -> Any:
     except Exception as exc:  # noqa: BLE001 - a foreign or damaged file is not our bug
         msg = " ".join(str(exc).split())[:200]
         raise corrupt(f"{type(exc).__name__}: {msg}") from None
+
+
+def _import_plugins(meta: dict[str, Any], directory: Path) -> None:
+    """The training config's ``plugins``, looked up beside the model directory, then on
+    ``sys.path``; a failure is one :class:`ExportError` line."""
+    from weightsearch.plugins import PluginError, import_plugins, search_dirs
+
+    plugins = (meta.get("config") or {}).get("plugins") or []
+    try:
+        import_plugins(plugins, search_dirs(directory, directory.parent, Path.cwd()))
+    except PluginError as exc:
+        raise ExportError(f"{str(directory)!r}: {exc}") from None
 
 
 @dataclass
