@@ -136,3 +136,24 @@ def test_bad_data_arguments_are_one_clear_error(frame) -> None:
         weightsearch.search(frame, target="nope")
     with pytest.raises(SpecError, match="target: only for a DataFrame or a file"):
         weightsearch.search((np.zeros((4, 2)), np.zeros(4)), target="y")
+
+
+def test_search_with_a_user_arch_registered_from_python(frame) -> None:
+    import keras
+
+    @weightsearch.register_arch("api_two_layer")
+    def build(input_shape, n_outputs, *, width: int = 6, task: str = "binary"):
+        """Input → Dense(width, relu) → Dense(n_outputs, softmax)."""
+        inputs = keras.Input(shape=input_shape)
+        hidden = keras.layers.Dense(width, activation="relu")(inputs)
+        return keras.Model(inputs, keras.layers.Dense(n_outputs, activation="softmax")(hidden))
+
+    result = weightsearch.search(
+        frame, target="label", progress=False, n_trials=1, folds=2, epochs=1,
+        space={"model": {"arch": "api_two_layer", "width": [4, 8]}},
+    )
+    (trial,) = result.study.trials
+    assert trial.state.name == "COMPLETE"
+    assert trial.user_attrs["config"]["model"]["arch"] == "api_two_layer"
+    assert trial.params["model.api_two_layer.width"] in range(4, 9)
+    assert result.best_config.model["arch"] == "api_two_layer"
