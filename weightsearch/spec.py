@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
 from weightsearch.base import APPLICATIONS, SPACE_SECTIONS, TASKS
 from weightsearch.metrics import METRICS
 from weightsearch.pruners import PRUNERS
@@ -441,31 +443,19 @@ def load(path: str | Path) -> Spec:
 
 
 def dumps_toml(data: dict[str, Any]) -> str:
-    """A small TOML writer for the plain tables weightsearch writes (export configs)."""
-    lines: list[str] = []
+    """``data`` as TOML, written by tomli-w. TOML has no null: a ``None`` table value is left
+    out, and ``None`` in a list is a ValueError naming its key."""
+    return tomli_w.dumps(toml_ready(data))
 
-    def scalar(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, int | float):
-            return repr(v)
-        if isinstance(v, str):
-            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        if isinstance(v, list | tuple):
-            return "[" + ", ".join(scalar(x) for x in v) + "]"
-        if isinstance(v, dict):
-            return "{ " + ", ".join(f"{k} = {scalar(x)}" for k, x in v.items()) + " }"
-        raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
-    def emit(prefix: str, table: dict[str, Any]) -> None:
-        plain = {k: v for k, v in table.items() if not isinstance(v, dict) and v is not None}
-        subs = {k: v for k, v in table.items() if isinstance(v, dict)}
-        if prefix and (plain or not subs):
-            lines.append(f"\n[{prefix}]")
-        for k, v in plain.items():
-            lines.append(f"{k} = {scalar(v)}")
-        for k, v in subs.items():
-            emit(f"{prefix}.{k}" if prefix else k, v)
-
-    emit("", data)
-    return "\n".join(lines).lstrip("\n") + "\n"
+def toml_ready(value: Any, key: str = "") -> Any:
+    """``value`` without its ``None`` table values; ValueError for ``None`` in a list."""
+    if isinstance(value, dict):
+        return {k: toml_ready(v, f"{key}.{k}" if key else str(k))
+                for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        if any(v is None for v in value):
+            raise ValueError(f"{key}: TOML has no null; expected a list of values, but got "
+                             f"None in {list(value)!r}")
+        return [toml_ready(v, key) for v in value]
+    return value
