@@ -336,6 +336,8 @@ def _check_space_value(c: Checker, key: str, value: Any) -> None:
         if "choices" in value:
             if not isinstance(value["choices"], list) or not value["choices"]:
                 c.add(f"{key}.choices", "expected a non-empty list.")
+            if "step" in value:
+                c.add(f"{key}.step", "expected a range {low, high, step}, but got choices.")
             return
         if "low" not in value or "high" not in value:
             c.add(key, "a range table needs both low and high, e.g. {low = 0.1, high = 1.0}.")
@@ -343,6 +345,8 @@ def _check_space_value(c: Checker, key: str, value: Any) -> None:
         _check_range(c, key, [value["low"], value["high"]])
         if "log" in value:
             c.boolean(f"{key}.log", value["log"])
+        if "step" in value:
+            _check_step(c, key, value)
     elif isinstance(value, list):
         if not value:
             c.add(key, "empty list; give one value, a list of choices, or a [low, high] range.")
@@ -360,6 +364,15 @@ def _check_range(c: Checker, key: str, bounds: list[Any]) -> None:
         c.add(key, f"a range needs two numbers [low, high], but got {bounds!r}.")
     elif not low < high:
         c.add(key, f"empty range [{low}, {high}]: low must be smaller than high.")
+
+
+def _check_step(c: Checker, key: str, value: dict[str, Any]) -> None:
+    step = value["step"]
+    if isinstance(step, bool) or not isinstance(step, int | float) or not 0 < step < math.inf:
+        c.add(f"{key}.step", f"expected a number > 0, but got {step!r}.")
+    elif value.get("log") is True:
+        c.add(key, "expected step or log = true, but got both (a stepped range is sampled "
+                   "linearly); drop one.")
 
 
 def is_range(value: Any) -> bool:
