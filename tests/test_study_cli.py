@@ -177,3 +177,24 @@ def test_ctrl_c_dropped_inside_a_finaliser_still_stops_the_trial(
     assert study.trials[0].user_attrs["error"] == "interrupted"
     children, _, _ = _child_runs(f"sqlite:///{tmp_path}/mlflow.db", "dropped")
     assert [r.info.status for r in children] == ["KILLED"]
+
+
+def test_version_prints_the_one_version_and_exits_0() -> None:
+    import importlib.metadata
+    import re
+
+    import weightsearch
+
+    proc = subprocess.run([sys.executable, "-m", "weightsearch", "--version"],
+                          capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        0, f"weightsearch {weightsearch.__version__}\n", "")
+    assert re.fullmatch(r"\d+\.\d+\.\d+\S*", weightsearch.__version__)
+    # the installed metadata reads the same attribute (pyproject: dynamic version)
+    assert importlib.metadata.version("weightsearch") == weightsearch.__version__
+    pyproject = Path(weightsearch.__file__).parents[1] / "pyproject.toml"
+    if pyproject.exists():  # a source checkout: no second version written there
+        import tomllib
+
+        project = tomllib.loads(pyproject.read_text())["project"]
+        assert "version" not in project and "version" in project["dynamic"]

@@ -9,6 +9,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from weightsearch import __version__
+
 EXIT_USER = 2  # a bad spec, bad data or a bad flag
 EXIT_FAIL = 1  # the work could not be done (storage down, every trial failed)
 EXIT_INTERRUPTED = 130
@@ -444,6 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Search class weights, losses and Keras architectures for imbalanced data.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"weightsearch {__version__}")
     sub = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=_Parser
     )

@@ -167,7 +167,7 @@ def hyperparameters(space: Space) -> Any:
                 dim.name,
                 int(dim.low),
                 int(dim.high),
-                step=int(dim.step or 1),
+                step=None if dim.step is None else int(dim.step),
                 sampling="log" if dim.log else "linear",
                 **cond,
             )
