@@ -180,7 +180,7 @@ def _start(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
 
         raise SpecError(
             [f"search.storage: SQLite is not safe for {args.workers} parallel workers; use "
-             "--storage journal:weightsearch.journal (one machine) or a postgresql:// URL."],
+             "--storage weightsearch.journal (one machine) or a postgresql:// URL."],
             args.spec,
         )
     training.configure_threads()
