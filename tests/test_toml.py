@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from weightsearch.spec import dumps_toml
 
 # Any text: quotes, backslashes, newlines and other control characters, unicode.
-TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
 KEYS = st.one_of(TEXT, st.sampled_from(["a b", "a.b", 'say "hi"', "back\\slash", "ünï", ""]))
 SCALARS = st.one_of(
     TEXT,
