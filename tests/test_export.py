@@ -129,6 +129,23 @@ def test_config_toml_round_trip_keeps_exact_values() -> None:
     assert back.params()["loss.focal.gamma"] == 1.5
 
 
+def test_config_toml_writes_any_names_and_keeps_its_comments() -> None:
+    from weightsearch.production import parse_config
+    from weightsearch.production.config import COMMENTS
+
+    names = ["mean radius", 'say "hi"', "two\nlines", "back\\slash", "ünïcode ✓"]
+    raw = _config_dict(**{"data.feature_names": [*names, "x5"]})
+    raw["source"]["study"] = "my study\nv2"
+    text = parse_config(raw).to_toml()
+    back = tomllib.loads(text)
+    assert back["data"]["feature_names"] == [*names, "x5"]
+    assert back["source"]["study"] == "my study\nv2"
+    assert text.startswith("# weightsearch training config: study 'my study\\nv2', trial 0.")
+    for section, comment in COMMENTS.items():
+        first = comment.splitlines()[0]
+        assert f"# {first}\n" in text and text.index(f"# {first}") < text.index(f"[{section}]")
+
+
 def test_unknown_scheme_is_one_clear_line_naming_the_key() -> None:
     from weightsearch.production import ConfigError, parse_config
 

@@ -136,6 +136,32 @@ def test_hyperparameters_mirror_the_space_with_conditions(prepared) -> None:
     assert not by_name["train.learning_rate"].conditions
 
 
+def test_a_stepped_range_is_a_stepped_kerastuner_hyperparameter() -> None:
+    from weightsearch.space import check_space
+
+    spec = parse({"name": "s", "data": {"source": "builtin:synthetic"}, "space": {
+        "model": {"arch": "mlp", "width": {"low": 8, "high": 32, "step": 8},
+                  "dropout": {"low": 0.0, "high": 0.5, "step": 0.125}},
+    }})
+    space = check_space(spec, task="binary", data_kind="tabular", input_shape=(6,))
+    by_name = {h.name: h for h in ktengine.hyperparameters(space).space}
+    width, dropout = by_name["model.mlp.width"], by_name["model.mlp.dropout"]
+    assert (width.step, width.sampling) == (8, "linear")  # width is log-scale by default
+    assert dropout.step == 0.125
+    rng = np.random.default_rng(0)
+    widths = {width.prob_to_value(p) for p in rng.random(50)}
+    dropouts = {dropout.prob_to_value(p) for p in rng.random(50)}
+    assert widths <= {8, 16, 24, 32} and len(widths) > 2
+    assert dropouts <= {0.0, 0.125, 0.25, 0.375, 0.5} and len(dropouts) > 2
+    def dropout_space(**step: float) -> object:
+        model = {"arch": "mlp", "dropout": {"low": 0.0, "high": 0.5, **step}}
+        return check_space(spec.replace(space={"model": model}), task="binary",
+                           data_kind="tabular", input_shape=(6,))
+
+    # another grid is another KerasTuner project
+    assert ktengine.space_hash(dropout_space()) != ktengine.space_hash(dropout_space(step=0.1))
+
+
 def test_params_from_keeps_active_values_as_plain_python_in_range(prepared) -> None:
     hp = ktengine.hyperparameters(prepared.space)
     hp.values.update(

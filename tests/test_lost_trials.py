@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
+import psutil
 import pytest
 
 from weightsearch import liveness
@@ -24,7 +25,7 @@ from weightsearch.liveness import (
 from weightsearch.storage import make_storage
 from weightsearch.study import budget_spent
 
-pytestmark = pytest.mark.skipif(not worker_scope(), reason="needs Linux /proc")
+pytestmark = pytest.mark.skipif(not worker_scope(), reason="psutil cannot read processes here")
 X = {"x": optuna.distributions.FloatDistribution(0, 1)}
 
 
@@ -33,8 +34,8 @@ def live_child() -> Iterator[subprocess.Popen]:
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         deadline = time.monotonic() + 10
-        while not process_start(child.pid):  # /proc/<pid>/stat appears as the child starts
-            assert time.monotonic() < deadline, "the child process never showed in /proc"
+        while not process_start(child.pid):  # psutil sees the child once it has started
+            assert time.monotonic() < deadline, "psutil never saw the child process"
             time.sleep(0.01)
         yield child
     finally:
@@ -51,11 +52,28 @@ def _exited_child() -> tuple[int, str]:
 
 def test_a_live_process_is_not_gone_and_a_reused_pid_is(live_child) -> None:
     started = process_start(live_child.pid)
-    assert started.isdigit()
+    process = psutil.Process(live_child.pid)
+    assert float(started) == pytest.approx(process.create_time() - psutil.boot_time(), abs=0.01)
     assert not process_gone(live_child.pid, started)
-    assert process_gone(live_child.pid, str(int(started) + 1))  # same pid, another process
+    assert process_gone(live_child.pid, f"{float(started) + 1:.2f}")  # same pid, another process
 
 
+def test_a_killed_worker_is_gone_while_a_live_one_is_not(live_child) -> None:
+    victim = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        started = process_start(victim.pid)
+        assert started and not process_gone(victim.pid, started)
+        victim.kill()
+        victim.wait(timeout=10)
+        assert process_gone(victim.pid, started)
+    finally:
+        victim.kill()
+        victim.wait(timeout=10)
+    assert not process_gone(live_child.pid, process_start(live_child.pid))
+    assert worker_scope().startswith(f"{worker_id().rpartition(':')[0]}/")
+
+
+@pytest.mark.skipif(not hasattr(os, "waitid"), reason="os.waitid (POSIX) leaves a zombie")
 def test_an_exited_process_is_gone_and_so_is_a_zombie() -> None:
     assert process_gone(*_exited_child())
     child = subprocess.Popen([sys.executable, "-c", "pass"])

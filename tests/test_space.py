@@ -120,6 +120,53 @@ def test_a_log_default_with_a_zero_low_is_searched_linearly() -> None:
     assert (dim.kind, dim.low, dim.high, dim.log) == ("float", 0.0, 0.01, False)
 
 
+def test_a_stepped_range_yields_only_grid_values() -> None:
+    resolved = resolve({
+        "model": {"arch": "mlp", "width": {"low": 8, "high": 32, "step": 8},
+                  "dropout": {"low": 0.0, "high": 0.5, "step": 0.125}},
+        "train": {"learning_rate": {"low": 0.01, "high": 0.05, "step": 0.01}},  # log by default
+    })
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen: dict[str, set[float]] = {"width": set(), "dropout": set(), "lr": set()}
+    for _ in range(60):
+        trial = study.ask()
+        config = resolved.suggest(trial)
+        params = config["model"]["params"]
+        seen["width"].add(params["width"])
+        seen["dropout"].add(params["dropout"])
+        seen["lr"].add(round(config["train"]["learning_rate"], 12))
+        study.tell(trial, 0.0)
+    assert seen["width"] <= {8, 16, 24, 32} and len(seen["width"]) > 2
+    assert seen["dropout"] <= {0.0, 0.125, 0.25, 0.375, 0.5} and len(seen["dropout"]) > 2
+    assert seen["lr"] <= {0.01, 0.02, 0.03, 0.04, 0.05} and len(seen["lr"]) > 2
+    assert trial.distributions["model.mlp.width"] == IntDistribution(8, 32, step=8)
+    assert trial.distributions["train.learning_rate"] == FloatDistribution(0.01, 0.05, step=0.01)
+    assert dict(resolved.describe())["model.mlp.width"] == "int in [8, 32] step 8"
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ({"low": 1e-4, "high": 1e-2, "log": True, "step": 1e-3},
+     "space.train.learning_rate: expected step or log = true, but got both"),
+    ({"low": 1e-4, "high": 1e-2, "step": 0},
+     "space.train.learning_rate.step: expected a number > 0"),
+    ({"choices": [1e-3, 1e-2], "step": 1e-3},
+     "space.train.learning_rate.step: expected a range {low, high, step}, but got choices."),
+])
+def test_a_bad_step_is_refused_naming_the_key(value: dict, expected: str) -> None:
+    with pytest.raises(SpecError) as info:
+        resolve({"train": {"learning_rate": value}})
+    assert any(p.startswith(expected) for p in info.value.problems), info.value.problems
+
+
+def test_an_integer_parameter_needs_an_integer_step() -> None:
+    with pytest.raises(SpecError) as info:
+        resolve({"model": {"arch": "mlp", "width": {"low": 8, "high": 32, "step": 2.5}}})
+    assert info.value.problems == [
+        "space.model.width.step: expected an integer step for this integer parameter, "
+        "but got 2.5."
+    ]
+
+
 def test_describe_lists_every_dimension(space: Space) -> None:
     rows = dict(space.describe())
     assert rows == {

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -147,6 +150,25 @@ def test_round_trip_and_unknown_study_names(tmp_path: Path, form: str) -> None:
     assert str(info.value) == (
         f"--study: no study named 'gamma' in {url}; studies there: alpha, beta."
     )
+
+
+def test_a_journal_path_is_a_storage_string_optunas_own_tools_take(tmp_path: Path) -> None:
+    journal = tmp_path / "runs.optuna"  # any name: Optuna's tools open an existing file path
+    study = optuna.create_study(study_name="j", storage=make_storage(f"journal:{journal}"))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    assert parse_url(str(journal)) == storage.StorageURL(str(journal), "journal", journal)
+    assert load_stored_study("j", str(journal)).trials[0].params == study.trials[0].params
+    # Optuna's own CLI (its `optuna` script; optuna-dashboard guesses a storage the same way)
+    cli = "import sys, optuna.cli; sys.exit(optuna.cli.main())"
+    listed = subprocess.run([sys.executable, "-c", cli, "studies", "--storage", str(journal),
+                             "-f", "json"], capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    assert [s["name"] for s in json.loads(listed.stdout)] == ["j"]
+    # a plain path to a SQLite database is not a journal; one that does not exist is nothing
+    db = tmp_path / "study.db"
+    optuna.create_study(storage=make_storage(f"sqlite:///{db}"))
+    assert parse_url(str(db)).kind == "invalid"
+    assert parse_url(str(tmp_path / "missing")).kind == "invalid"
 
 
 def test_an_empty_store_lists_no_studies() -> None:

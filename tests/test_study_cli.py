@@ -242,3 +242,24 @@ def test_five_ctrl_cs_exit_cleanly_and_close_every_run(tiny_spec, tmp_path: Path
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert runs and all(r.info.status in ("FINISHED", "KILLED", "FAILED") for r in runs), [
         (r.info.run_name, r.info.status) for r in runs]
+
+
+def test_version_prints_the_one_version_and_exits_0() -> None:
+    import importlib.metadata
+    import re
+
+    import weightsearch
+
+    proc = subprocess.run([sys.executable, "-m", "weightsearch", "--version"],
+                          capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        0, f"weightsearch {weightsearch.__version__}\n", "")
+    assert re.fullmatch(r"\d+\.\d+\.\d+\S*", weightsearch.__version__)
+    # the installed metadata reads the same attribute (pyproject: dynamic version)
+    assert importlib.metadata.version("weightsearch") == weightsearch.__version__
+    pyproject = Path(weightsearch.__file__).parents[1] / "pyproject.toml"
+    if pyproject.exists():  # a source checkout: no second version written there
+        import tomllib
+
+        project = tomllib.loads(pyproject.read_text())["project"]
+        assert "version" not in project and "version" in project["dynamic"]

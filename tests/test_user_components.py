@@ -407,7 +407,9 @@ def test_a_plugin_arch_is_used_by_study_workers_and_export_train_predict(tmp_pat
     proc = _cli("export", "--study", "user-u_worker", "--storage", f"journal:{journal}",
                 "--out", str(best), cwd=run)
     assert proc.returncode == 0, proc.stderr + proc.stdout
-    assert 'plugins = ["wsplug_worker"]' in best.read_text()
+    import tomllib
+
+    assert tomllib.loads(best.read_text())["plugins"] == ["wsplug_worker"]
     (run / "wsplug_worker.py").write_text(plugin)  # train and predict look beside best.toml
     proc = _cli("train", str(best), "--out", str(run / "model"), "--no-tracking", cwd=run)
     assert proc.returncode == 0, proc.stderr + proc.stdout

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from weightsearch import __version__
 from weightsearch.storage import DEFAULT_STORAGE
 
 EXIT_USER = 2  # a bad spec, bad data or a bad flag
@@ -157,7 +158,7 @@ def _start(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
 
         raise SpecError(
             [f"search.storage: SQLite is not safe for {args.workers} parallel workers; use "
-             "--storage journal:weightsearch.journal (one machine) or a postgresql:// URL."],
+             "--storage weightsearch.journal (one machine) or a postgresql:// URL."],
             args.spec,
         )
     training.configure_threads()
@@ -423,6 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Search class weights, losses and Keras architectures for imbalanced data.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"weightsearch {__version__}")
     sub = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=_Parser
     )

@@ -2,12 +2,12 @@
 
 The journal backend has no heartbeats: a trial whose worker was SIGKILLed (or OOM-killed)
 would stay RUNNING forever. Each trial records its process (:func:`mark_worker`), so any
-process that can see that process's pids (same boot, same PID namespace) can tell that it is
-gone (:func:`lost_local_trials`), on any storage. With heartbeats (an RDB storage), Optuna
-also finds stale trials of other machines, a grace period later, and hands them to
-:class:`StaleTrialHandler`. Either way a lost trial is failed, re-queued at most twice, and
-its MLflow run closed. A study's MLflow parent run records its process the same way
-(:func:`worker_record`), so a killed invocation's run is closed too (:func:`recorded_gone`).
+process that can see that process's pids (same host and boot, same PID namespace) can tell,
+through psutil, that it is gone (:func:`lost_local_trials`), on any storage. With heartbeats
+(an RDB storage), Optuna also finds stale trials of other machines, a grace period later, and
+hands them to :class:`StaleTrialHandler`. Either way a lost trial is failed, re-queued at most
+twice, and its MLflow run closed. A study's MLflow parent run records its process the same
+way (:func:`worker_record`), so a killed invocation's run is closed too (:func:`recorded_gone`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+import psutil
+
 from weightsearch.compat import study_storage, trial_id
 
 
@@ -26,37 +28,30 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def read_text(path: str) -> str:
-    """A small file's stripped text; "" where it cannot be read."""
-    try:
-        with open(path) as fh:
-            return fh.read().strip()
-    except OSError:
-        return ""
-
-
 def worker_scope() -> str:
-    """Where this process's pid means this process: boot id and PID namespace (Linux);
-    "" elsewhere, and then no trial is judged lost by its pid."""
+    """Where this process's pid means this process: host and boot time, plus the PID
+    namespace where ``/proc/self/ns/pid`` exists (Linux); "" where psutil cannot tell, and
+    then no trial is judged lost by its pid."""
     try:
-        namespace = os.readlink("/proc/self/ns/pid")
-    except OSError:
+        boot = psutil.boot_time()
+    except (OSError, RuntimeError, psutil.Error):
         return ""
-    boot = read_text("/proc/sys/kernel/random/boot_id")
-    return f"{boot}/{namespace}" if boot else ""
-
-
-def proc_stat(pid: int) -> list[str]:
-    """``/proc/<pid>/stat`` from field 3 (state) on; [] where unreadable."""
-    return read_text(f"/proc/{pid}/stat").rpartition(")")[2].split()
+    scope = f"{socket.gethostname()}/{boot:.0f}"
+    try:
+        return f"{scope}/{os.readlink('/proc/self/ns/pid')}"
+    except (OSError, AttributeError):  # no PID namespaces here (macOS, Windows)
+        return scope
 
 
 def process_start(pid: int | None = None) -> str:
-    """When process ``pid`` (default: this one) started, in clock ticks since boot (Linux
-    ``/proc/<pid>/stat`` field 22); "" where unknown. With the pid, it names one process even
-    after the pid is reused."""
-    fields = proc_stat(pid or os.getpid())
-    return fields[19] if len(fields) > 19 else ""
+    """When process ``pid`` (default: this one) started, in seconds after boot to 1/100 s
+    (psutil's ``create_time() - boot_time()``, so a clock change does not move it); "" where
+    unknown. With the pid, it names one process even after the pid is reused."""
+    try:
+        started = psutil.Process(pid or os.getpid()).create_time() - psutil.boot_time()
+    except (OSError, RuntimeError, psutil.Error):
+        return ""
+    return f"{started:.2f}"
 
 
 def worker_record(prefix: str = "") -> dict[str, str]:
@@ -78,16 +73,16 @@ def mark_worker(trial: Any) -> None:
 def process_gone(pid: int, started: str) -> bool:
     """Whether process ``pid`` that started at ``started`` (:func:`process_start`) has ended:
     no such pid, a zombie, or the pid now belongs to a process started at another time."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    if not psutil.pid_exists(pid):
         return True
-    except PermissionError:
-        pass  # alive, another user's
-    fields = proc_stat(pid)
-    if not fields:
+    try:
+        if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+            return True
+    except psutil.NoSuchProcess:  # ZombieProcess included
+        return True
+    except psutil.Error:
         return False  # it exists but cannot be read: do not judge
-    return fields[0] == "Z" or process_start(pid) not in ("", started)
+    return process_start(pid) not in ("", started)
 
 
 def lost_local_trials(study: Any) -> list[int]:

@@ -1,15 +1,14 @@
 """Study-wide locks shared by every worker of a study.
 
 - PostgreSQL: a session-level advisory lock (released by the server if the worker dies);
-- a journal file or SQLite: ``fcntl.flock`` on ``<file>.ws-lock`` (released by the OS);
+- a journal file or SQLite: a ``filelock.FileLock`` on ``<file>.ws-lock`` (an OS lock,
+  released by the OS if the worker dies; ``flock`` on POSIX, ``msvcrt`` on Windows);
 - anything else: no lock.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -26,7 +25,7 @@ class StudyLock:
             hashlib.sha1(study_name.encode()).digest()[:8], "big", signed=True
         )
         self._held = False
-        self._fd: int | None = None
+        self._file: Any = None  # a filelock.FileLock, made on first acquire
         self._conn: Any = None
         self.kind = "none"
         parsed = parse_url(url)
@@ -50,9 +49,15 @@ class StudyLock:
             self._conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": self.key})
             self._conn.commit()
         elif self.kind == "file":
-            if self._fd is None:
-                self._fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            if self._held:
+                return  # FileLock counts nested acquires; this lock does not
+            if self._file is None:
+                import filelock
+
+                # thread_local=False: held by the process, as an OS lock is, whichever
+                # thread releases it
+                self._file = filelock.FileLock(self.path, thread_local=False)
+            self._file.acquire()
         self._held = True
 
     def release(self) -> None:
@@ -64,8 +69,8 @@ class StudyLock:
 
             self._conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
             self._conn.commit()
-        elif self.kind == "file" and self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        elif self.kind == "file" and self._file is not None:
+            self._file.release()
 
     def __enter__(self) -> StudyLock:
         self.acquire()
@@ -80,9 +85,7 @@ class StudyLock:
             self._conn.close()
             self._engine.dispose()
             self._conn = None
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self._file = None  # FileLock closes its file on release
 
 
 @contextmanager

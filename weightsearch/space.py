@@ -62,14 +62,19 @@ class Dim:
     high: float | None = None
     log: bool = False
     choices: tuple[Any, ...] = ()
+    step: float | None = None  # a range's grid: low, low + step, ... (never with log)
 
     def suggest(self, trial: Any) -> Any:
         if self.kind == "fixed":
             return self.value
         if self.kind == "float":
-            return trial.suggest_float(self.name, self.low, self.high, log=self.log)
+            return trial.suggest_float(
+                self.name, self.low, self.high, log=self.log, step=self.step
+            )
         if self.kind == "int":
-            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
+            return trial.suggest_int(
+                self.name, int(self.low), int(self.high), log=self.log, step=int(self.step or 1)
+            )
         return trial.suggest_categorical(self.name, list(self.choices))
 
 
@@ -109,7 +114,9 @@ def _describe_dim(d: Dim) -> str:
         return f"fixed {d.value!r}"
     if d.kind == "categorical":
         return "one of " + ", ".join(map(str, d.choices))
-    return f"{d.kind} in [{d.low:g}, {d.high:g}]" + (" (log)" if d.log else "")
+    return f"{d.kind} in [{d.low:g}, {d.high:g}]" + (
+        " (log)" if d.log else "" if d.step is None else f" step {d.step:g}"
+    )
 
 
 def _registries() -> dict[str, Any]:
@@ -132,14 +139,22 @@ def _dim(name: str, value: Any, param: Param, where: str, problems: list[str]) -
             low, high = (value["low"], value["high"]) if isinstance(value, dict) else value
             param.check(low, where + " (low)")
             param.check(high, where + " (high)")
-            log = bool(value.get("log", param.log)) if isinstance(value, dict) else param.log
+            step = value.get("step") if isinstance(value, dict) else None
+            if step is not None and param.integer and step != int(step):
+                problems.append(f"{where}.step: expected an integer step for this integer "
+                                f"parameter, but got {step!r}.")
+                return None
+            # a stepped range is linear: a parameter searched on a log scale by default
+            # (learning_rate) is not when the spec gives a step
+            default_log = param.log and step is None
+            log = bool(value.get("log", default_log)) if isinstance(value, dict) else param.log
             if log and low <= 0:
                 if isinstance(value, dict) and value.get("log"):
                     problems.append(f"{where}: a log-scale range needs low > 0, but got {low}.")
                     return None
                 log = False
             kind = "int" if param.integer else "float"
-            return Dim(name, kind, low=low, high=high, log=log)
+            return Dim(name, kind, low=low, high=high, log=log, step=step)
         if isinstance(value, list):
             choices = tuple(param.check(v, where) for v in value)
             if len(choices) == 1:

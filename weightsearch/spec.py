@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
 from weightsearch._registry import normalise_name
 from weightsearch.base import APPLICATIONS, SPACE_SECTIONS, TASKS
 from weightsearch.metrics import METRICS
@@ -352,6 +354,8 @@ def _check_space_value(c: Checker, key: str, value: Any) -> None:
         if "choices" in value:
             if not isinstance(value["choices"], list) or not value["choices"]:
                 c.add(f"{key}.choices", "expected a non-empty list.")
+            if "step" in value:
+                c.add(f"{key}.step", "expected a range {low, high, step}, but got choices.")
             return
         if "low" not in value or "high" not in value:
             c.add(key, "a range table needs both low and high, e.g. {low = 0.1, high = 1.0}.")
@@ -359,6 +363,8 @@ def _check_space_value(c: Checker, key: str, value: Any) -> None:
         _check_range(c, key, [value["low"], value["high"]])
         if "log" in value:
             c.boolean(f"{key}.log", value["log"])
+        if "step" in value:
+            _check_step(c, key, value)
     elif isinstance(value, list):
         if not value:
             c.add(key, "empty list; give one value, a list of choices, or a [low, high] range.")
@@ -376,6 +382,15 @@ def _check_range(c: Checker, key: str, bounds: list[Any]) -> None:
         c.add(key, f"a range needs two numbers [low, high], but got {bounds!r}.")
     elif not low < high:
         c.add(key, f"empty range [{low}, {high}]: low must be smaller than high.")
+
+
+def _check_step(c: Checker, key: str, value: dict[str, Any]) -> None:
+    step = value["step"]
+    if isinstance(step, bool) or not isinstance(step, int | float) or not 0 < step < math.inf:
+        c.add(f"{key}.step", f"expected a number > 0, but got {step!r}.")
+    elif value.get("log") is True:
+        c.add(key, "expected step or log = true, but got both (a stepped range is sampled "
+                   "linearly); drop one.")
 
 
 def is_range(value: Any) -> bool:
@@ -478,31 +493,19 @@ def read(path: str | Path) -> dict[str, Any]:
 
 
 def dumps_toml(data: dict[str, Any]) -> str:
-    """A small TOML writer for the plain tables weightsearch writes (export configs)."""
-    lines: list[str] = []
+    """``data`` as TOML, written by tomli-w. TOML has no null: a ``None`` table value is left
+    out, and ``None`` in a list is a ValueError naming its key."""
+    return tomli_w.dumps(toml_ready(data))
 
-    def scalar(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, int | float):
-            return repr(v)
-        if isinstance(v, str):
-            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        if isinstance(v, list | tuple):
-            return "[" + ", ".join(scalar(x) for x in v) + "]"
-        if isinstance(v, dict):
-            return "{ " + ", ".join(f"{k} = {scalar(x)}" for k, x in v.items()) + " }"
-        raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
-    def emit(prefix: str, table: dict[str, Any]) -> None:
-        plain = {k: v for k, v in table.items() if not isinstance(v, dict) and v is not None}
-        subs = {k: v for k, v in table.items() if isinstance(v, dict)}
-        if prefix and (plain or not subs):
-            lines.append(f"\n[{prefix}]")
-        for k, v in plain.items():
-            lines.append(f"{k} = {scalar(v)}")
-        for k, v in subs.items():
-            emit(f"{prefix}.{k}" if prefix else k, v)
-
-    emit("", data)
-    return "\n".join(lines).lstrip("\n") + "\n"
+def toml_ready(value: Any, key: str = "") -> Any:
+    """``value`` without its ``None`` table values; ValueError for ``None`` in a list."""
+    if isinstance(value, dict):
+        return {k: toml_ready(v, f"{key}.{k}" if key else str(k))
+                for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        if any(v is None for v in value):
+            raise ValueError(f"{key}: TOML has no null; expected a list of values, but got "
+                             f"None in {list(value)!r}")
+        return [toml_ready(v, key) for v in value]
+    return value

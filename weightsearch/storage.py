@@ -4,8 +4,9 @@ storages or load a stored study.
 Three kinds (:func:`parse_url`):
 
 - ``sqlite:///path.db``: one SQLite file (one process at a time);
-- ``journal:path`` or a path ending in ``.journal``/``.log``: Optuna's journal file, safe
-  for several processes on one machine;
+- ``journal:path``, a path ending in ``.journal``/``.log``, or the plain path of an existing
+  journal file (the form Optuna's CLI and optuna-dashboard take): Optuna's journal file,
+  safe for several processes on one machine;
 - ``postgresql://user@host/db`` (and other SQLAlchemy URLs): a database server, for workers
   on many machines;
 - ``memory:``: Optuna's in-memory storage, gone with the process (``weightsearch.search``'s
@@ -26,7 +27,8 @@ JOURNAL_SUFFIXES = (".journal", ".log")
 DEFAULT_STORAGE = "sqlite:///weightsearch.db"
 DEFAULT_MLFLOW_URI = "sqlite:///mlflow.db"  # MLflow's tracking store, beside the study's
 MEMORY = "memory:"
-EXPECTED = "sqlite:///file.db, postgresql://user@host/db, journal:path or memory:"
+EXPECTED = ("sqlite:///file.db, postgresql://user@host/db, a journal file (study.journal, "
+            "journal:path) or memory:")
 
 
 class StudyError(RuntimeError):
@@ -111,7 +113,7 @@ def parse_url(url: str) -> StorageURL:
     """What kind of storage ``url`` names, and its file if it has one."""
     if url == MEMORY:
         return StorageURL(url, "memory")
-    if url.startswith("journal:") or url.endswith(JOURNAL_SUFFIXES):
+    if url.startswith("journal:") or url.endswith(JOURNAL_SUFFIXES) or journal_file(url):
         return StorageURL(url, "journal", Path(url.removeprefix("journal:")))
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///") :]
@@ -121,6 +123,18 @@ def parse_url(url: str) -> StorageURL:
     if "://" in url:
         return StorageURL(url, "rdb")
     return StorageURL(url, "invalid")
+
+
+def journal_file(url: str) -> bool:
+    """Whether ``url`` is the plain path of an existing file that is not a SQLite database:
+    Optuna's CLI and optuna-dashboard open such a path as a journal file."""
+    if not url or "://" in url or not Path(url).is_file():
+        return False
+    try:
+        with open(url, "rb") as fh:
+            return fh.read(16) != b"SQLite format 3\x00"
+    except OSError:
+        return False
 
 
 def is_journal(url: str) -> bool:

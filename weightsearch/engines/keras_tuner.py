@@ -167,6 +167,7 @@ def hyperparameters(space: Space) -> Any:
                 dim.name,
                 int(dim.low),
                 int(dim.high),
+                step=None if dim.step is None else int(dim.step),
                 sampling="log" if dim.log else "linear",
                 **cond,
             )
@@ -175,6 +176,7 @@ def hyperparameters(space: Space) -> Any:
                 dim.name,
                 float(dim.low),
                 float(dim.high),
+                step=dim.step,
                 sampling="log" if dim.log else "linear",
                 **cond,
             )
@@ -187,6 +189,7 @@ def space_hash(space: Space) -> str:
     """A short fingerprint of the searched dimensions (names a KerasTuner project)."""
     rows = [
         [d.name, d.kind, d.low, d.high, d.log, list(map(str, d.choices)), p, str(v)]
+        + ([] if d.step is None else [d.step])  # unstepped spaces keep their older hash
         for d, p, v in _all_dims(space)
     ]
     return hashlib.sha1(json.dumps(rows, default=str).encode()).hexdigest()[:8]

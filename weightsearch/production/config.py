@@ -144,7 +144,7 @@ COMMENTS = {
 
 
 def config_toml(cfg: TrainConfig) -> str:
-    """The config as commented TOML; long lists (feature names) are written one item a line."""
+    """The config as TOML (tomli-w's), each section under its comment."""
     src = cfg.source
     what = f"study {src.get('study', '?')!r}, trial {src.get('trial', '?')}"
     header = [
@@ -155,27 +155,13 @@ def config_toml(cfg: TrainConfig) -> str:
     if cfg.plugins:
         header += [
             "# Modules that register this config's components (beside this file, or importable).",
-            f"plugins = {toml_value(list(cfg.plugins))}",
-            "",
+            dumps_toml({"plugins": list(cfg.plugins)}),
         ]
     parts = ["\n".join(header)]
     for section in SECTIONS:
-        table = plain(getattr(cfg, section))
         comment = "\n".join(f"# {line}" for line in COMMENTS[section].splitlines())
-        text = dumps_toml({section: table})
-        for key, value in table.items():
-            if isinstance(value, list) and value:
-                line = f"{key} = {toml_value(value)}"
-                if len(line) > 100 and line in text:
-                    items = "".join(f"    {toml_value(v)},\n" for v in value)
-                    text = text.replace(line, f"{key} = [\n{items}]", 1)
-        parts.append(comment + "\n" + text)
+        parts.append(comment + "\n" + dumps_toml({section: plain(getattr(cfg, section))}))
     return "\n".join(parts)
-
-
-def toml_value(value: Any) -> str:
-    """One value as TOML (the right-hand side of ``key = value``)."""
-    return dumps_toml({"v": value}).split(" = ", 1)[1].strip()
 
 
 # ---- reading and checking -----------------------------------------------------------------
