@@ -18,6 +18,8 @@ from typing import Any
 import optuna
 import pytest
 
+from weightsearch import compat
+
 pytestmark = pytest.mark.slow
 
 WORKER_SPEC = """
@@ -162,6 +164,11 @@ def test_sigkilled_worker_trial_is_failed_and_retried(tmp_path: Path, pg_urls) -
     victim = _wait_for_running_trial(storage, "kill", first)
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=30)
+    # as if the worker ran on another machine: its pid then proves nothing here, and only the
+    # stale heartbeat can tell it is lost (on this machine the pid check would come first)
+    study = optuna.load_study(study_name="kill", storage=storage)
+    compat.study_storage(study).set_trial_user_attr(compat.trial_id(victim), "worker_scope",
+                                                   "another-machine")
     time.sleep(4)  # past the 3 s grace period: the heartbeat is stale
     again = subprocess.run(cli("worker", str(spec), "--quiet"), capture_output=True, text=True,
                            timeout=600)

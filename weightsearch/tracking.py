@@ -121,11 +121,17 @@ class MlflowTracker(NullTracker):
         """The experiment's id; a new experiment is created only here, on the first run, so
         a command that refuses to start leaves no empty experiment behind."""
         if self._experiment_id is None:
-            with self.writing("create the experiment"):
+            try:
                 self._experiment_id = self.client.create_experiment(
                     self.experiment_name,
                     artifact_location=_artifact_location(self.uri, self.experiment_name),
                 )
+            except Exception:  # noqa: BLE001 - another worker may have created it just now
+                with self.writing("create the experiment"):
+                    exp = self.client.get_experiment_by_name(self.experiment_name)
+                    if exp is None:
+                        raise
+                    self._experiment_id = exp.experiment_id
         return self._experiment_id
 
     @contextmanager
