@@ -206,7 +206,7 @@ def test_resuming_a_study_on_other_data_is_refused(tmp_path: Path, capsys) -> No
     err = capsys.readouterr().err
     assert "Traceback" not in err
     (line,) = [x for x in err.splitlines() if x.strip()]
-    assert line.startswith(f"error: {spec}: data.source: study 'bad' in {storage} was run on "
+    assert line.startswith(f"error: {spec}: data: study 'bad' in {storage} was run on "
                            "other data (")
     assert "task 'binary' then, 'multiclass' now" in line and "fingerprint" in line
     assert "another `name` in the spec, or another storage (--storage)" in line

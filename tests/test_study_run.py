@@ -141,7 +141,7 @@ def test_the_study_records_its_data_and_refuses_a_resume_on_other_data(
     with pytest.raises(SpecError) as err:
         StudyRun(other).open()
     (line,) = err.value.problems
-    assert line.startswith("data.source: study 'unit' in sqlite:///") and "other data" in line
+    assert line.startswith("data: study 'unit' in sqlite:///") and "other data" in line
     assert "fingerprint" in line and "task" not in line and "classes" not in line
     assert "another `name`" in line and "another storage (--storage)" in line
     # three classes: the task and the classes differ too
@@ -321,3 +321,31 @@ def test_a_killed_invocations_parent_run_is_closed_when_the_study_next_starts(
     assert status == {"killed": "KILLED", "live": "RUNNING", "other": "RUNNING"}
     closed = client.get_run(runs["killed"]).data.tags["weightsearch.closed"]
     assert closed.startswith(f"its process ({dead['weightsearch.worker']}) is gone")
+
+
+@pytest.mark.parametrize(("key", "change"), [("cv.folds", 3), ("cv.metric", "weighted_f1"),
+                                             ("seed", 4)])
+def test_a_resume_that_changes_what_scores_mean_is_refused(base_prepared, tmp_path, key, change
+                                                           ) -> None:
+    run = StudyRun(_prepared(base_prepared, tmp_path))
+    run.open().optimize(lambda t: 0.5, n_trials=1)  # the study now holds a trial
+    changed = _prepared(base_prepared, tmp_path, **{key: change})
+    with pytest.raises(SpecError) as err:
+        StudyRun(changed).open()
+    (line,) = err.value.problems
+    assert line.startswith(f"{key}: study 'unit' in sqlite:///") and f"now {change!r}" in line
+    # validate refuses it too, writing nothing (engines.validate: prepare, then check_resume)
+    from weightsearch.study import check_resume
+
+    with pytest.raises(SpecError) as err:
+        check_resume(changed, "optuna")
+    assert err.value.problems == [line]
+    # more epochs is a longer budget, not another objective: accepted
+    StudyRun(_prepared(base_prepared, tmp_path, **{"cv.epochs": 3})).open()
+
+
+def test_check_resume_passes_a_storage_that_does_not_exist_yet(base_prepared, tmp_path) -> None:
+    from weightsearch.study import check_resume
+
+    check_resume(_prepared(base_prepared, tmp_path), "optuna")
+    assert not (tmp_path / "o.db").exists()  # nothing was created

@@ -13,12 +13,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from weightsearch.spec import SpecError
+from weightsearch.spec import CVSpec, SearchSpec, SpecError
 
 SOURCE = "search()"  # where a problem with search()'s arguments is reported
 SECTIONS = ("data", "cv", "search", "tracking", "space")
-#: The keywords that override a spec given as ``data`` only when passed (not default).
-DEFAULTS = {"n_trials": 20, "folds": 5, "epochs": 30, "metric": "macro_f1", "seed": 0}
+
+
+class DefaultInt(int):
+    """A keyword's default (the spec's own), told apart from the same value passed."""
+
+
+class DefaultStr(str):
+    """A keyword's default (the spec's own), told apart from the same value passed."""
+
+
+def passed(value: Any) -> bool:
+    """Whether a keyword was given by the caller rather than left at its default."""
+    return not isinstance(value, DefaultInt | DefaultStr)
+
+
+def plain(value: DefaultInt | DefaultStr) -> int | str:
+    return int(value) if isinstance(value, int) else str(value)
 
 
 def search(
@@ -26,14 +41,14 @@ def search(
     *,
     target: str | list[str] | None = None,
     space: dict[str, Any] | None = None,
-    n_trials: int = 20,
-    folds: int = 5,
-    epochs: int = 30,
-    metric: str = "macro_f1",
+    n_trials: int = DefaultInt(SearchSpec.n_trials),
+    folds: int = DefaultInt(CVSpec.folds),
+    epochs: int = DefaultInt(CVSpec.epochs),
+    metric: str = DefaultStr(CVSpec.metric),
     storage: str | None = None,
     tracking_uri: str | None = None,
     name: str | None = None,
-    seed: int = 0,
+    seed: int = DefaultInt(0),
     progress: bool | None = None,
     **spec: Any,
 ) -> SearchResult:
@@ -61,9 +76,12 @@ def search(
     given = {"n_trials": n_trials, "folds": folds, "epochs": epochs, "metric": metric,
              "seed": seed}
     raw, dataset, path = _raw_spec(data, target)
-    overrides = (given if not raw.pop("_from_spec", False)
-                 else {k: v for k, v in given.items() if v != DEFAULTS[k]})
-    raw = _merge(raw, _keyword_spec(overrides, space, storage, tracking_uri, name, spec))
+    from_spec = raw.pop("_from_spec", False)
+    # with a spec, only what the caller passed overrides it; without one, every keyword sets
+    overrides = {k: v if passed(v) else plain(v) for k, v in given.items()
+                 if passed(v) or not from_spec}
+    raw = _merge(raw, _keyword_spec(overrides, space, storage, tracking_uri, name, spec,
+                                    from_spec=from_spec))
     parsed = _parse(raw, path)
     prepared = engines.prepare(parsed, dataset)
     training.configure_threads()
@@ -207,8 +225,10 @@ def _raw_spec(data: Any, target: Any) -> tuple[dict[str, Any], Any, str | None]:
 
 def _keyword_spec(
     given: dict[str, Any], space: Any, storage: Any, tracking_uri: Any, name: Any,
-    spec: dict[str, Any],
+    spec: dict[str, Any], *, from_spec: bool,
 ) -> dict[str, Any]:
+    """The spec tables the keywords set. Without a spec, ``storage=None`` is in memory and
+    ``tracking_uri=None`` is no MLflow; with one, ``None`` leaves the spec's own."""
     from weightsearch.storage import MEMORY
 
     raw: dict[str, Any] = {"cv": {}, "search": {}}
@@ -219,9 +239,11 @@ def _keyword_spec(
         raw["search"]["n_trials"] = given["n_trials"]
     if "seed" in given:
         raw["seed"] = given["seed"]
-    raw["search"]["storage"] = MEMORY if storage is None else storage
-    raw["tracking"] = ({"enabled": False} if tracking_uri is None
-                       else {"enabled": True, "mlflow_uri": tracking_uri})
+    if storage is not None or not from_spec:
+        raw["search"]["storage"] = MEMORY if storage is None else storage
+    if tracking_uri is not None or not from_spec:
+        raw["tracking"] = ({"enabled": False} if tracking_uri is None
+                           else {"enabled": True, "mlflow_uri": tracking_uri})
     if name is not None:
         raw["name"] = name
     if space is not None:

@@ -114,10 +114,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from weightsearch.engines import prepare
+    from weightsearch.engines import validate
 
     spec = _spec_with_overrides(args)
-    prepared = prepare(spec)
+    prepared = validate(spec)
     console = _console()
     ds = prepared.data
     console.print(f"[green]ok[/green] {args.spec}: study {spec.name!r}")

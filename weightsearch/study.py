@@ -161,7 +161,8 @@ def check_same_data(study: Any, record: dict[str, Any], spec: Spec, url: str) ->
         f"{k} {shown(stored.get(k))} then, {shown(record.get(k))} now" for k in differ
     )
     raise SpecError(
-        [f"data.source: study {spec.name!r} in {mask_url(url)} was run on other data "
+        [f"{'data.source' if 'source' in differ else 'data'}: study {spec.name!r} in "
+         f"{mask_url(url)} was run on other data "
          f"({what}); resuming it would mix the two. Keep the study's data, or start a new "
          "study: another `name` in the spec, or another storage (--storage)."],
         spec.path or spec.name,
@@ -224,16 +225,8 @@ def create_study(
         direction="maximize",
         load_if_exists=True,
     )
-    previous = study.user_attrs.get("engine", "optuna")
-    if study.trials and previous != engine:
-        raise SpecError(
-            [f"search.engine: study {spec.name!r} in {mask_url(url)} already holds "
-             f"{len(study.trials)} trial(s) run by the {previous} engine; give the {engine} "
-             "run its own study name, so the engines stay comparable."],
-            spec.path or spec.name,
-        )
+    check_resumable(study, spec, url, engine=engine, data=data)
     if data is not None:
-        check_same_data(study, data, spec, url)
         if DATA_ATTR not in study.user_attrs:
             study.set_user_attr(DATA_ATTR, data)
     if baseline and spec.search.baseline_first and not study.trials:
@@ -244,6 +237,64 @@ def create_study(
     as_dict["search"]["storage"] = mask_url(url)
     study.set_user_attr("spec", as_dict)
     return study
+
+
+#: What a trial's value means: a resume that changes one of these would rank unlike scores.
+OBJECTIVE_KEYS = (("cv", "metric"), ("cv", "folds"), (None, "seed"))
+
+
+def check_resumable(
+    study: Any, spec: Spec, url: str, *, engine: str, data: dict[str, Any] | None = None
+) -> None:
+    """``SpecError`` when resuming ``study`` with ``spec`` would mix unlike trials: trials of
+    another engine, other data (:func:`check_same_data`), or another metric, fold count or
+    seed than the stored spec's. A study without trials takes anything."""
+    if not study.trials:
+        return
+    where = spec.path or spec.name
+    previous = study.user_attrs.get("engine", "optuna")
+    if previous != engine:
+        raise SpecError(
+            [f"search.engine: study {spec.name!r} in {mask_url(url)} already holds "
+             f"{len(study.trials)} trial(s) run by the {previous} engine; give the {engine} "
+             "run its own study name, so the engines stay comparable."],
+            where,
+        )
+    if data is not None:
+        check_same_data(study, data, spec, url)
+    stored, now = study.user_attrs.get("spec") or {}, spec.to_dict()
+    for section, key in OBJECTIVE_KEYS:
+        old = (stored.get(section) or {}).get(key) if section else stored.get(key)
+        new = now[section][key] if section else now[key]
+        if old is not None and old != new:
+            name = f"{section}.{key}" if section else key
+            raise SpecError(
+                [f"{name}: study {spec.name!r} in {mask_url(url)} was run with {name} = "
+                 f"{old!r}, now {new!r}; its trials' scores would not compare. Keep {old!r}, "
+                 "or start a new study: another `name` in the spec, or another storage."],
+                where,
+            )
+
+
+def check_resume(prepared: Prepared, engine: str) -> None:
+    """What :func:`create_study` would refuse, checked without writing anything: for
+    ``validate``. A storage that does not exist yet, or holds no such study, passes."""
+    import optuna
+
+    from weightsearch.compat import quiet_optuna
+    from weightsearch.storage import make_storage, parse_url
+
+    spec = prepared.spec
+    url = spec.search.storage
+    parsed = parse_url(url)
+    if parsed.kind == "memory" or (parsed.path is not None and not parsed.path.is_file()):
+        return
+    quiet_optuna()
+    store = make_storage(url)
+    if spec.name not in optuna.get_all_study_names(storage=store):
+        return
+    study = optuna.load_study(study_name=spec.name, storage=store)
+    check_resumable(study, spec, url, engine=engine, data=data_record(prepared))
 
 
 def enqueue_baseline(study: Any, space: Any) -> bool:
@@ -550,6 +601,8 @@ __all__ = [
     "StudyRun",
     "best_value",
     "budget_spent",
+    "check_resumable",
+    "check_resume",
     "counted_trials",
     "check_same_data",
     "create_study",

@@ -15,7 +15,7 @@ from weightsearch._registry import Registry
 from weightsearch.engines.keras_tuner import KerasTunerEngine
 from weightsearch.engines.optuna_engine import OptunaEngine
 from weightsearch.spec import Spec, SpecError
-from weightsearch.study import Outcome, Prepared, RunOptions
+from weightsearch.study import Outcome, Prepared, RunOptions, check_resume
 from weightsearch.study import prepare as prepare_data
 
 
@@ -51,10 +51,19 @@ def prepare(spec: Spec, dataset: Any = None) -> Prepared:
     return prepared
 
 
+def validate(spec: Spec) -> Prepared:
+    """Everything ``study`` would refuse before training, writing nothing: :func:`prepare`,
+    then the resume checks against a study already in the storage
+    (:func:`weightsearch.study.check_resume`)."""
+    prepared = prepare(spec)
+    check_resume(prepared, engine_of(spec).name)
+    return prepared
+
+
 def run_study(prepared: Prepared, **options: Any) -> Outcome:
     """Run the prepared study with its engine; ``options`` are
     :class:`~weightsearch.study.RunOptions`'s fields (a misspelt one is a ``TypeError``)."""
     return engine_of(prepared.spec).run(prepared, RunOptions(**options))
 
 
-__all__ = ["ENGINES", "Engine", "engine_of", "prepare", "run_study"]
+__all__ = ["ENGINES", "Engine", "engine_of", "prepare", "run_study", "validate"]
