@@ -95,6 +95,11 @@ def test_search_on_arrays_and_on_a_spec_dict_and_a_builtin(tmp_path: Path) -> No
     arrays = weightsearch.search((x, y), progress=False, **{**TINY, "n_trials": 1})
     assert arrays.prepared.data.task == "multiclass"
     assert arrays.best_config.classes == ["0", "1", "2"]
+    model = arrays.train()
+    labels = model.predict(x)  # integers, as y was: they compare with it directly
+    assert labels.dtype.kind == "i" and set(labels) <= {0, 1, 2}
+    assert list(model.classes_) == [0, 1, 2]
+    assert f1_score(y, labels, average="macro") >= 0.0  # sklearn takes them without glue
 
     spec = {"name": "from-dict", "data": {"source": "builtin:synthetic",
                                           "options": {"n_samples": 80}},
@@ -157,3 +162,49 @@ def test_search_with_a_user_arch_registered_from_python(frame) -> None:
     assert trial.user_attrs["config"]["model"]["arch"] == "api_two_layer"
     assert trial.params["model.api_two_layer.width"] in range(4, 9)
     assert result.best_config.model["arch"] == "api_two_layer"
+
+
+def test_a_spec_keeps_its_own_storage_tracking_and_values(tmp_path: Path) -> None:
+    from weightsearch import api
+
+    url = f"sqlite:///{tmp_path}/kept.db"
+    spec = {"name": "kept", "data": {"source": "builtin:synthetic"},
+            "search": {"storage": url, "n_trials": 7}, "cv": {"folds": 3},
+            "tracking": {"enabled": True, "mlflow_uri": f"sqlite:///{tmp_path}/m.db"}}
+    raw, _, _ = api._raw_spec(spec, None)
+    raw.pop("_from_spec")
+    defaults = {"n_trials": api.DefaultInt(20), "folds": api.DefaultInt(5),
+                "epochs": api.DefaultInt(30), "metric": api.DefaultStr("macro_f1"),
+                "seed": api.DefaultInt(0)}
+    kept = api._parse(api._merge(raw, api._keyword_spec(
+        {}, None, None, None, None, {}, from_spec=True)), None)
+    assert (kept.search.storage, kept.search.n_trials, kept.cv.folds) == (url, 7, 3)
+    assert kept.tracking.enabled and kept.tracking.mlflow_uri.endswith("m.db")
+    # a keyword passed, even equal to search()'s default, overrides the spec
+    given = {**defaults, "n_trials": 20}
+    over = {k: v for k, v in given.items() if api.passed(v)}
+    changed = api._parse(api._merge(raw, api._keyword_spec(
+        over, None, None, None, None, {}, from_spec=True)), None)
+    assert changed.search.n_trials == 20 and changed.cv.folds == 3
+
+
+def test_a_dataframe_with_integer_or_repeated_column_names() -> None:
+    from weightsearch import data as data_mod
+
+    x, y = make_classification(n_samples=40, n_features=3, n_informative=2, n_redundant=0,
+                               random_state=0)
+    frame = pd.DataFrame(x)  # columns 0, 1, 2
+    frame["label"] = y
+    ds = data_mod.from_frame(frame, target="label")
+    assert ds.feature_names == ["0", "1", "2"]  # strings, as export and train expect
+    twice = pd.concat([frame[[0]], frame], axis=1)
+    with pytest.raises(data_mod.DataError, match=r"column\(s\) '0' appear more than once"):
+        data_mod.from_frame(twice, target="label")
+
+
+def test_an_in_memory_export_tells_train_to_take_a_file(result, tmp_path: Path) -> None:
+    from weightsearch.data import DataError
+
+    path = result.export(tmp_path / "mem.toml")
+    with pytest.raises(DataError, match=r"exported from data in memory \('python:DataFrame'"):
+        weightsearch.train_from_config(path)

@@ -160,10 +160,10 @@ def test_a_bad_step_is_refused_naming_the_key(value: dict, expected: str) -> Non
 
 def test_an_integer_parameter_needs_an_integer_step() -> None:
     with pytest.raises(SpecError) as info:
-        resolve({"model": {"arch": "mlp", "width": {"low": 8, "high": 32, "step": 2.5}}})
+        resolve({"model": {"arch": "mlp", "width": {"low": 8, "high": 32, "step": 1.5}}})
     assert info.value.problems == [
         "space.model.width.step: expected an integer step for this integer parameter, "
-        "but got 2.5."
+        "but got 1.5."
     ]
 
 
@@ -233,3 +233,19 @@ def test_all_problems_are_reported_at_once() -> None:
     assert [p.split(":")[0] for p in info.value.problems] == [
         "space.loss.bogus", "space.train.momentum"
     ]
+
+
+@pytest.mark.parametrize(("where", "rng"), [
+    ("model", {"arch": "mlp", "width": {"low": 16, "high": 128, "step": 50}}),
+    ("train", {"learning_rate": {"low": 0.0001, "high": 0.01, "step": 0.003}}),
+])
+def test_a_step_that_does_not_divide_the_range_is_refused(where, rng) -> None:
+    from weightsearch import spec as spec_mod
+
+    raw = {"name": "s", "data": {"source": "builtin:synthetic"}, "space": {where: rng}}
+    with pytest.raises(spec_mod.SpecError) as err:
+        spec_mod.parse(raw)
+    (line,) = err.value.problems
+    assert ".step: expected a step that divides high - low" in line
+    key = "width" if where == "model" else "learning_rate"
+    assert line.startswith(f"space.{where}.{key}.step: ")

@@ -401,7 +401,6 @@ def test_a_plugin_arch_is_used_by_study_workers_and_export_train_predict(tmp_pat
     study = optuna.load_study(study_name="user-u_worker", storage=storage)
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
     assert {t.user_attrs["config"]["model"]["arch"] for t in study.trials} == {"u_worker"}
-    assert len({t.user_attrs["worker"] for t in study.trials}) >= 1
 
     best = run / "best.toml"
     proc = _cli("export", "--study", "user-u_worker", "--storage", f"journal:{journal}",

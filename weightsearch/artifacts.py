@@ -173,7 +173,7 @@ def write_fold_artifacts(
 ) -> None:
     """Draw and log a fold's confusion-matrix PNG and classification report, now
     (``kwargs`` as for :func:`fold_artifacts`)."""
-    if run is None or not getattr(tracker, "enabled", True):
+    if run is None or not tracker.enabled:
         return
     fig, text = fold_artifacts(y_true, proba, **kwargs)
     tracker.log_text(run, text, REPORT_NAME)
@@ -189,7 +189,7 @@ def log_fold_artifacts(
     :func:`weightsearch.tracking.flush_artifacts` waits for them; the tracker's
     ``end_study`` and the interpreter's exit do so too.
     """
-    if run is None or not getattr(tracker, "enabled", True):
+    if run is None or not tracker.enabled:
         return
     from weightsearch.tracking import submit_artifact_job
 

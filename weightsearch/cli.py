@@ -209,8 +209,8 @@ def _finish(console: Any, spec: Any, outcome: Any, tracker: Any, top: int) -> in
         console.print(
             f"MLflow: {_tool('mlflow')} ui --backend-store-uri {mask_url(spec.tracking.mlflow_uri)}"
         )
-    lost = getattr(outcome, "lost_trials", [])
-    if lost and top and not getattr(outcome, "failed_workers", 0):
+    lost = outcome.lost_trials
+    if lost and top and not outcome.failed_workers:
         console.print(
             f"Recovered lost trial(s) {', '.join(map(str, lost))}: their worker had stopped, "
             "so they were marked failed and re-queued."
@@ -231,7 +231,7 @@ def _finish(console: Any, spec: Any, outcome: Any, tracker: Any, top: int) -> in
             file=sys.stderr,
         )
         return EXIT_FAIL
-    if getattr(outcome, "failed_workers", 0):
+    if outcome.failed_workers:
         waiting = any(
             t.state.name == "WAITING" and t.system_attrs.get("retry_history", [None])[-1] in lost
             for t in study.trials

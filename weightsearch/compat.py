@@ -31,13 +31,26 @@ def quiet_optuna() -> None:
 
 
 def study_storage(study: Any) -> Any:
-    """The storage object behind ``study`` (``Study._storage``; Optuna has no public getter)."""
-    return study._storage
+    """The storage object behind ``study`` (``Study._storage``; Optuna has no public getter).
+
+    Without that attribute (a future Optuna) there is no fallback that writes: a clear
+    ``RuntimeError`` names the version, and ``tests/test_compat.py`` fails first."""
+    storage = getattr(study, "_storage", None)
+    if storage is None:
+        import optuna
+
+        raise RuntimeError(f"optuna {optuna.__version__}: Study has no _storage; weightsearch "
+                           "needs an Optuna with it (see weightsearch.compat).")
+    return storage
 
 
 def trial_id(trial: Any) -> int:
-    """A trial's storage id (``FrozenTrial._trial_id``), which storage calls take."""
-    return int(trial._trial_id)
+    """A trial's storage id (``FrozenTrial._trial_id``), which storage calls take; a clear
+    ``RuntimeError`` if Optuna renamed it."""
+    found = getattr(trial, "_trial_id", None)
+    if found is None:
+        raise RuntimeError("this Optuna's FrozenTrial has no _trial_id (see weightsearch.compat).")
+    return int(found)
 
 
 def heartbeat_enabled(study: Any) -> bool:

@@ -391,6 +391,13 @@ def _check_step(c: Checker, key: str, value: dict[str, Any]) -> None:
     elif value.get("log") is True:
         c.add(key, "expected step or log = true, but got both (a stepped range is sampled "
                    "linearly); drop one.")
+    else:
+        low, high = value.get("low"), value.get("high")
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high)):
+            span = (high - low) / step
+            if abs(span - round(span)) > 1e-9 * max(1.0, abs(span)):
+                c.add(f"{key}.step", f"expected a step that divides high - low = {high - low:g} "
+                      f"(so that high can be drawn), but got {step!r}.")
 
 
 def is_range(value: Any) -> bool:

@@ -390,6 +390,10 @@ def from_frame(
     """A pandas DataFrame in memory as a Dataset, checked as a CSV file is."""
     if not isinstance(df, pd.DataFrame):
         raise DataError(f"{name}: expected a pandas DataFrame, but got {type(df).__name__}.")
+    names = [str(c) for c in df.columns]
+    _check_unique_columns(names, name)
+    if names != list(df.columns):  # e.g. pd.DataFrame(x): 0, 1, 2 … become "0", "1", "2" …
+        df = df.set_axis(names, axis=1)
     return table_dataset(df, name, target, task)
 
 

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from weightsearch.interrupts import interrupt_requested
 from weightsearch.liveness import recover_lost_trials, requeued_since, trials_run_since
 from weightsearch.locks import StudyLock
 from weightsearch.study import Outcome, Prepared, StudyRun, budget_spent, counted_trials
@@ -156,6 +157,8 @@ def run_local(
                             procs[i] = Done()
                 if all(isinstance(p, Done) for p in procs):
                     break
+                if interrupt_requested():  # a signal recorded, not raised (see interrupts)
+                    raise KeyboardInterrupt("interrupted")
                 time.sleep(1.0)
         except KeyboardInterrupt:
             stop_workers([p for p in procs if not isinstance(p, Done)])

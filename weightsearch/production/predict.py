@@ -35,8 +35,12 @@ class TrainedModel:
     def classes_(self) -> np.ndarray:
         """The class (or label) names in output order, as scikit-learn estimators have them:
         ``predict`` returns these names, so ``sklearn.metrics`` takes
-        ``labels=model.classes_``."""
-        return np.asarray(self.classes, dtype=object)
+        ``labels=model.classes_``. Integer labels (``y`` of 0/1 or 0..C-1, stored as their
+        text) come back as integers, so predictions compare with the ``y`` they came from."""
+        names = self.classes
+        if all(n.lstrip("-").isdigit() and str(int(n)) == n for n in names):
+            return np.asarray([int(n) for n in names], dtype=np.int64)
+        return np.asarray(names, dtype=object)
 
     @property
     def task(self) -> str:
@@ -101,11 +105,11 @@ class TrainedModel:
         )
 
     def predict(self, x: Any) -> np.ndarray:
-        """Class names ``(N,)`` (object array); multilabel: 0/1 ``(N, L)``."""
+        """Class names ``(N,)`` (:attr:`classes_`'s type); multilabel: 0/1 ``(N, L)``."""
         labels = self.decide(self.predict_proba(x))
         if self.task == "multilabel":
             return labels
-        return np.asarray(self.classes, dtype=object)[labels]
+        return self.classes_[labels]
 
 
 def load_model(directory: str | Path) -> TrainedModel:

@@ -42,6 +42,12 @@ def load_data(cfg: TrainConfig) -> Any:
     from weightsearch import data as data_mod
 
     d = cfg.data
+    if str(d["source"]).startswith("python:"):
+        raise data_mod.DataError(
+            f"data.source: this config was exported from data in memory ({d['source']!r}, "
+            "weightsearch.search()); pass the same data as a file: train --data FILE, or "
+            "result.train() in Python."
+        )
     ds = data_mod.load(
         d["source"], target=d.get("target"), task=cfg.task, seed=d["seed"],
         options=d.get("options") or None,
