@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                      "weightsearch.compat", "weightsearch.interrupts")),
     ("components", ("weightsearch.weighting", "weightsearch.losses", "weightsearch.models",
                     "weightsearch.metrics", "weightsearch.samplers", "weightsearch.pruners",
-                    "weightsearch.plugins")),
+                    "weightsearch.plugins", "weightsearch.columns", "weightsearch.preprocessing")),
     ("services", ("weightsearch.tracking", "weightsearch.storage", "weightsearch.liveness",
                   "weightsearch.locks")),
     ("spec", ("weightsearch.spec",)),

@@ -88,7 +88,7 @@ def test_dataerror_is_valueerror() -> None:
 
 def test_list_datasets() -> None:
     names = [n for n, _ in D.list_datasets()]
-    assert names == ["digits-lt", "breast-cancer", "synthetic", "synthetic-multilabel"]
+    assert names == ["digits-lt", "breast-cancer", "synthetic", "synthetic-multilabel", "penguins"]
     assert all(isinstance(d, str) and d and "\n" not in d for _, d in D.list_datasets())
 
 

@@ -24,6 +24,7 @@ import numpy as np
 from weightsearch._params import Param, check_params, params_from_signature
 from weightsearch._registry import Registry, normalise_name, same_function
 from weightsearch.base import check_task
+from weightsearch.columns import Columns
 
 __all__ = [
     "MODELS",
@@ -327,11 +328,18 @@ def build_model(
     params: dict[str, Any] | None = None,
     adapt_x: np.ndarray | None = None,
     seed: int | None = None,
+    columns: Columns | None = None,
+    numeric: dict[str, Any] | None = None,
 ) -> keras.Model:
     """Build an uncompiled model that outputs probabilities.
 
-    ``Normalization(axis=-1)`` (z = (x − mean) / sqrt(var), per feature or channel) is
-    adapted on ``adapt_x`` (the training fold) when given, else it is the identity.
+    A table's ``columns`` (:class:`~weightsearch.columns.Columns`) put a
+    :class:`~weightsearch.preprocessing.TableEncoder` first, with the ``numeric`` encoding
+    (``{"name": "standardize" | "quantile" | "piecewise_linear", "bins": T}``), unless every
+    column is numeric and complete and the encoding is ``standardize``.
+    ``Normalization(axis=-1)`` (z = (x − mean) / sqrt(var), per feature or channel) follows,
+    and both are adapted on ``adapt_x`` (the training fold) when given, else the
+    normalisation is the identity.
     Binary data uses a 2-way softmax (``n_outputs == 2``), multiclass a C-way softmax and
     multilabel L sigmoids. ``seed`` makes initial weights and dropout masks reproducible.
     """
@@ -348,8 +356,16 @@ def build_model(
     shape = _shape_tuple(input_shape)
     check_input(a.name, shape)
     p = check_params(dict(params or {}), a.params, f"arch {a.name!r}")
+    encoder = table_encoder(columns, numeric, shape)
     if a.whole:
-        return _user_model(a, shape, int(n_outputs), task, p)
+        if encoder is None:
+            return _user_model(a, shape, int(n_outputs), task, p)
+        if adapt_x is not None:
+            encoder.adapt(np.asarray(adapt_x, dtype=np.float32))
+        inner = _user_model(a, encoder.compute_output_shape((None, *shape))[1:], int(n_outputs),
+                            task, p)
+        codes = keras.Input(shape=shape, name="x")
+        return keras.Model(codes, inner(encoder(codes)), name=f"weightsearch_{a.name}")
 
     norm = keras.layers.Normalization(axis=-1, name="normalization")
     if adapt_x is not None:
@@ -359,18 +375,47 @@ def build_model(
                 f"adapt_x must have shape (N, {', '.join(map(str, shape))}) with N > 0 to "
                 f"match input_shape, but got {ax.shape}."
             )
+        if encoder is not None:
+            encoder.adapt(ax)
+            ax = np.asarray(encoder(ax))
         if not np.all(np.isfinite(ax)):
             raise ValueError("adapt_x contains NaN or inf; clean the training data first.")
         norm.adapt(ax)
 
     seeds = _Seeds(None if seed is None else int(seed))
     inputs = keras.Input(shape=shape, name="x")
-    x = norm(inputs)
+    x = norm(inputs if encoder is None else encoder(inputs))
     x = a.body(x, p, seeds, shape)
     x = keras.layers.Dense(int(n_outputs), kernel_initializer=seeds.kernel(), name="logits")(x)
     activation = "sigmoid" if task == "multilabel" else "softmax"
     outputs = keras.layers.Activation(activation, dtype="float32", name="proba")(x)
     return keras.Model(inputs, outputs, name=f"weightsearch_{a.name}")
+
+
+def table_encoder(
+    columns: Columns | None, numeric: dict[str, Any] | None, shape: tuple[int, ...]
+) -> Any:
+    """The :class:`~weightsearch.preprocessing.TableEncoder` a table's model starts with, or
+    ``None`` when the codes need no encoding (see :func:`build_model`)."""
+    from weightsearch.preprocessing import DEFAULT_BINS, TableEncoder
+
+    numeric = dict(numeric or {})
+    name = numeric.get("name", "standardize")
+    if columns is None:
+        if name != "standardize":
+            raise ValueError(
+                f"numeric encoding {name!r} is for tables (CSV/Parquet columns), but the "
+                f"data has inputs of shape {shape}."
+            )
+        return None
+    if len(shape) != 1 or shape[0] != len(columns.features):
+        raise ValueError(
+            f"columns describe {len(columns.features)} features, but input_shape is {shape}."
+        )
+    if columns.plain and name == "standardize":
+        return None
+    return TableEncoder(columns, numeric=name, bins=int(numeric.get("bins", DEFAULT_BINS)),
+                        name="table_encoder")
 
 
 def _user_model(

@@ -187,6 +187,7 @@ class Objective:
                 n_classes=d.n_classes,
                 apply_weights=cv.apply_weights,
                 seed=self.trial_seed(trial) + k,
+                columns=d.columns,
             )
             scorer = MacroF1Callback(
                 d.x[va], d.y[va], task=d.task, n_classes=d.n_classes, threshold=0.5,

@@ -16,6 +16,7 @@ import tomli_w
 
 from weightsearch._registry import normalise_name
 from weightsearch.base import APPLICATIONS, SPACE_SECTIONS, TASKS
+from weightsearch.columns import CATEGORICAL_AUTO, MISSING_MODES
 from weightsearch.metrics import METRICS
 from weightsearch.pruners import PRUNERS
 from weightsearch.samplers import SAMPLERS
@@ -38,6 +39,14 @@ class DataSpec:
     task: str | None = None
     test_size: float = 0.2
     options: dict[str, Any] = field(default_factory=dict)
+    categorical: str | tuple[str, ...] = CATEGORICAL_AUTO
+    missing: str = "impute"
+    drop: tuple[str, ...] = ()
+
+    def treatment(self) -> dict[str, Any]:
+        """``categorical``, ``missing`` and ``drop`` as ``data.load`` takes them."""
+        return {"categorical": self.categorical if isinstance(self.categorical, str)
+                else list(self.categorical), "missing": self.missing, "drop": list(self.drop)}
 
 
 @dataclass(frozen=True)
@@ -229,7 +238,8 @@ class Checker:
 
 
 def _check_data(c: Checker, raw: dict[str, Any]) -> DataSpec | None:
-    c.unknown_keys("data", raw, ("source", "target", "task", "test_size", "options"))
+    c.unknown_keys("data", raw, ("source", "target", "task", "test_size", "options",
+                                 "categorical", "missing", "drop"))
     if "source" not in raw:
         c.add(
             "data.source",
@@ -250,9 +260,22 @@ def _check_data(c: Checker, raw: dict[str, Any]) -> DataSpec | None:
         task = c.string("data.task", task, TASKS)
     test_size = c.number("data.test_size", raw.get("test_size", 0.2), 0.0, 0.9)
     options = c.table("data.options", raw.get("options", {}))
+    categorical = raw.get("categorical", CATEGORICAL_AUTO)
+    if isinstance(categorical, list) and all(isinstance(n, str) for n in categorical):
+        categorical = tuple(categorical)
+    elif categorical != CATEGORICAL_AUTO:
+        c.add("data.categorical",
+              f"expected \"auto\" or a list of column names, but got {categorical!r}.")
+        categorical = CATEGORICAL_AUTO
+    missing = c.string("data.missing", raw.get("missing", "impute"), MISSING_MODES) or "impute"
+    drop = raw.get("drop", [])
+    if not (isinstance(drop, list) and all(isinstance(n, str) for n in drop)):
+        c.add("data.drop", f"expected a list of column names, but got {drop!r}.")
+        drop = []
     if source is None or test_size is None:
         return None
-    return DataSpec(source=source, target=target, task=task, test_size=test_size, options=options)
+    return DataSpec(source=source, target=target, task=task, test_size=test_size, options=options,
+                    categorical=categorical, missing=missing, drop=tuple(drop))
 
 
 def _check_cv(c: Checker, raw: dict[str, Any]) -> CVSpec:

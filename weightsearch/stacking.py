@@ -32,6 +32,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from weightsearch.preprocessing import TableEncoder, encode
+
 __all__ = ["FoldStack", "NotStackable", "VectorStack", "set_layer_weights", "vectorize"]
 
 #: A fold's weights: for each layer of its model, that layer's ``get_weights()``.
@@ -250,8 +252,19 @@ class _BatchNorm(_Step):
         return x * inv + shift
 
 
+class _TableEncoder(_Step):
+    """:func:`weightsearch.preprocessing.encode` with each fold's fitted state."""
+
+    def __call__(self, x: Any, training: bool | None) -> Any:
+        lay = self.layer
+        state = dict(zip(self.names, self.vars, strict=True))
+        return encode(x, state, lay.columns, lay.numeric, lay.bins, stacked=True)
+
+
 def _step_for(layer: Any) -> type[_Step]:
     kl = keras.layers
+    if isinstance(layer, TableEncoder):
+        return _TableEncoder
     if not layer.weights:
         return _Weightless
     others = ("bias_regularizer", "activity_regularizer", "beta_regularizer",

@@ -76,6 +76,7 @@ def prepare(spec: Spec, dataset: Any = None) -> Prepared:
         task=spec.data.task,
         seed=spec.seed,
         options=dict(spec.data.options),
+        **spec.data.treatment(),
     )
     train_idx, test_idx = data_mod.train_test_split(ds, spec.data.test_size, spec.seed)
     train = ds.subset(train_idx)

@@ -145,11 +145,13 @@ def build_member(
     n_classes: int,
     apply_weights: str = "loss",
     seed: int | None = None,
+    columns: Any = None,
 ) -> Built:
     """The uncompiled model and loss a configuration describes, adapted and weighted on ``(x, y)``.
 
-    ``(x, y)`` is the training data (a CV training fold, or all training data): the
-    ``Normalization`` layer is adapted on ``x`` and the class weights come from ``y``.
+    ``(x, y)`` is the training data (a CV training fold, or all training data): a table's
+    encoder (``columns``, with the config's ``model.numeric``) and the ``Normalization``
+    layer are adapted on ``x``, and the class weights come from ``y``.
     """
     import keras
 
@@ -175,6 +177,8 @@ def build_member(
         params=config["model"].get("params", {}),
         adapt_x=x,
         seed=seed,
+        columns=columns,
+        numeric=config["model"].get("numeric"),
     )
     return Built(model=model, loss=loss, fit_kwargs=fit_kwargs, weights=weights)
 

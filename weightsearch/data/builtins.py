@@ -8,11 +8,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from weightsearch._params import Param
 from weightsearch._registry import normalise_name
+from weightsearch.columns import CATEGORICAL_AUTO
 from weightsearch.data.dataset import DataError, Dataset
 from weightsearch.data.labels import resolve_task
+from weightsearch.data.tables import table_dataset
 
 BUILTIN_PREFIX = "builtin:"
 
@@ -243,14 +246,32 @@ def _synthetic_multilabel(seed: int, options: dict[str, Any] | None) -> Dataset:
     )
 
 
-#: name → (generator ``(seed, options) -> Dataset``, one-line description).
-BUILTINS: dict[str, tuple[Callable[[int, dict[str, Any] | None], Dataset], str]] = {
+def _penguins(seed: int, options: dict[str, Any] | None) -> tuple[pd.DataFrame, str]:
+    """The Palmer penguins table as the ``palmerpenguins`` package ships it (Horst, Hill &
+    Gorman 2020): 344 rows, target ``species`` (Adelie 152, Gentoo 124, Chinstrap 68), string
+    columns ``island`` and ``sex``, numeric ``bill_length_mm``, ``bill_depth_mm``,
+    ``flipper_length_mm``, ``body_mass_g`` and ``year``; 11 rows miss ``sex``, 2 miss every
+    measurement. A table: ``data.categorical``, ``data.missing`` and ``data.drop`` apply."""
+    from palmerpenguins import load_penguins
+
+    _check_options(options, {}, "builtin:penguins")
+    return load_penguins(), "species"
+
+
+#: name → (generator ``(seed, options)``, one-line description). A generator returns a
+#: Dataset, or a table ``(DataFrame, target column)`` read as a CSV file would be.
+Generator = Callable[[int, dict[str, Any] | None], "Dataset | tuple[pd.DataFrame, str]"]
+BUILTINS: dict[str, tuple[Generator, str]] = {
     "digits-lt": (_digits_lt, "8x8 digit images, 10 classes, long tail (imbalance_ratio=20)"),
     "breast-cancer": (_breast_cancer, "569 x 30 tabular, binary (212 malignant / 357 benign)"),
     "synthetic": (_synthetic, "make_classification, tabular; weights=[0.9, 0.1] by default"),
     "synthetic-multilabel": (
         _synthetic_multilabel,
         "latent linear model, 4 labels with positive rates 0.4/0.2/0.1/0.05",
+    ),
+    "penguins": (
+        _penguins,
+        "Palmer penguins, 344 rows, 3 species; string columns and missing values",
     ),
 }
 
@@ -262,9 +283,12 @@ def list_datasets() -> list[tuple[str, str]]:
 
 
 def load_builtin(
-    source: str, *, target: Any, task: str | None, seed: int, options: dict[str, Any] | None
+    source: str, *, target: Any, task: str | None, seed: int, options: dict[str, Any] | None,
+    treatment: dict[str, Any] | None = None,
 ) -> Dataset:
-    """The built-in ``source`` (``"builtin:<name>"``; case, ``_`` and ``-`` are free)."""
+    """The built-in ``source`` (``"builtin:<name>"``; case, ``_`` and ``-`` are free); a
+    table's columns are treated as ``treatment`` (``categorical``, ``missing``, ``drop``)
+    says."""
     raw = source[len(BUILTIN_PREFIX):]
     key = normalise_name(raw).replace("_", "-")
     if key not in BUILTINS:
@@ -275,8 +299,17 @@ def load_builtin(
         raise DataError(f"target={target!r} is only for CSV/Parquet files, not {source!r}.")
     if options is not None and not isinstance(options, dict):
         raise DataError(f"options for {source!r} must be a dict, but got {options!r}.")
-    ds = BUILTINS[key][0](seed, options)
+    made = BUILTINS[key][0](seed, options)
+    treatment = dict(treatment or {})
+    if isinstance(made, tuple):
+        frame, column = made
+        return table_dataset(frame, source, column, task, **treatment)
+    if treatment.get("drop") or treatment.get("categorical", CATEGORICAL_AUTO) != CATEGORICAL_AUTO:
+        raise DataError(
+            f"data.categorical and data.drop are for tables; {source!r} is built from arrays."
+        )
+    ds = made
     y, classes, resolved = resolve_task(ds.y, ds.classes, ds.task, task, source)
     if resolved != ds.task:
-        ds = Dataset(ds.x, y, classes, resolved, ds.name, ds.feature_names)
+        ds = Dataset(ds.x, y, classes, resolved, ds.name, ds.feature_names, ds.columns)
     return ds

@@ -2,7 +2,8 @@
 problem raises, and the small checks they share.
 
 Conventions: single-label ``y`` is int64 ``(N,)`` with values ``0..C-1``; multi-label ``y``
-is int64 0/1 ``(N, L)``. Features ``x`` are float32 ``(N, F)`` (tabular), ``(N, T, F)``
+is int64 0/1 ``(N, L)``. Features ``x`` are float32 ``(N, F)`` (tabular: the code matrix of
+:mod:`weightsearch.columns`, NaN where a value is missing), ``(N, T, F)``
 (sequences) or ``(N, H, W, C)`` (images).
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from weightsearch.base import check_task
+from weightsearch.columns import Columns
 
 
 class DataError(ValueError):
@@ -36,6 +38,8 @@ class Dataset:
     task: str
     name: str
     feature_names: list[str] | None = None
+    #: A table's column treatment (:class:`~weightsearch.columns.Columns`); ``None`` for arrays.
+    columns: Columns | None = None
 
     def __post_init__(self) -> None:
         checked_task(self.task, f"{self.name}: task")
@@ -96,6 +100,7 @@ class Dataset:
             task=self.task,
             name=self.name,
             feature_names=None if self.feature_names is None else list(self.feature_names),
+            columns=self.columns,
         )
 
     def __len__(self) -> int:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from weightsearch.columns import CATEGORICAL_AUTO
 from weightsearch.data.builtins import BUILTIN_PREFIX, BUILTINS, load_builtin
 from weightsearch.data.dataset import DataError, Dataset, quote_list
 from weightsearch.data.labels import (
@@ -20,10 +21,10 @@ from weightsearch.data.labels import (
     resolve_task,
     single_label,
 )
+from weightsearch.data.tables import DEFAULT_TARGETS, table_columns, table_dataset  # noqa: F401 - re-exported
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 SUFFIXES = (*TABLE_SUFFIXES, ".npz")
-DEFAULT_TARGETS = ("label", "target")
 
 
 def _check_path(source: str) -> Path:
@@ -105,23 +106,6 @@ def _check_unique_columns(names: list[str], source: str) -> None:
         )
 
 
-def _table_features(df: pd.DataFrame, columns: list[str], source: str) -> np.ndarray:
-    """Numeric, finite feature columns as float32; ``DataError`` naming bad columns."""
-    if not columns:
-        raise DataError(f"Data file {source!r} has no feature columns besides the target.")
-    non_numeric = [
-        c for c in columns
-        if not (pd.api.types.is_numeric_dtype(df[c]) or pd.api.types.is_bool_dtype(df[c]))
-    ]
-    if non_numeric:
-        raise DataError(
-            f"Data file {source!r}: feature column(s) {quote_list(non_numeric)} are not numeric; "
-            "expected numbers only (encode categories first, e.g. pandas.get_dummies)."
-        )
-    x = df[columns].to_numpy(dtype=np.float64, na_value=np.nan)
-    return as_float32(x, f"Data file {source!r}", columns)
-
-
 def as_float32(x: np.ndarray, where: str, columns: list[str] | None) -> np.ndarray:
     """``x`` as float32, every value finite *after* the cast; else ``DataError`` naming
     ``where`` (the file), the columns (or array ``x``) and the rows: NaN/inf, or beyond
@@ -157,62 +141,6 @@ def _check_finite(
         what = "array 'x'"
         at = f"row index(es) {quote_list([int(r) for r in rows], 5)}"
     raise DataError(f"{where}: {what} {problem} in {len(rows)} row(s), at {at}; {expected}.")
-
-
-def _load_table(
-    path: Path, source: str, target: str | list[str] | None, task: str | None
-) -> Dataset:
-    return table_dataset(_read_table(path, source), source, target, task)
-
-
-def table_dataset(
-    df: pd.DataFrame, source: str, target: str | list[str] | None, task: str | None
-) -> Dataset:
-    """A table's Dataset: ``target`` (default ``label``/``target``) holds the labels, or is a
-    list of 0/1 columns (multi-label); every other column is a numeric feature."""
-    available = list(df.columns)
-    if target is None:
-        found = [c for c in DEFAULT_TARGETS if c in available]
-        if not found:
-            raise DataError(
-                f"Data file {source!r} has no 'label' or 'target' column; pass target=<column> "
-                "(or a list of 0/1 columns for multi-label). "
-                f"Available columns: {quote_list(available)}."
-            )
-        target = found[0]
-    if isinstance(target, str):
-        targets = [target]
-    else:
-        targets = [str(t) for t in target]
-        if not targets:
-            raise DataError(f"target for {source!r} is an empty list; expected column name(s).")
-        if len(set(targets)) != len(targets):
-            raise DataError(f"target for {source!r} lists a column twice: {targets}.")
-    missing = [t for t in targets if t not in available]
-    if missing:
-        raise DataError(
-            f"Data file {source!r} has no target column(s) {quote_list(missing)}; "
-            f"available columns: {quote_list(available)}."
-        )
-    features = [c for c in available if c not in targets]
-    x = _table_features(df, features, source)
-
-    if isinstance(target, str):
-        where = f"Data file {source!r}, target column {target!r}"
-        y, classes = encode_labels(df[target].to_numpy(), where)
-        detected = single_label(y, classes, where)
-    else:
-        cols = [
-            check_multihot(df[t].to_numpy(), f"Data file {source!r}, target column {t!r},")
-            for t in targets
-        ]
-        y = np.stack(cols, axis=1)
-        classes = list(targets)
-        detected = "multilabel"
-    y, classes, task = resolve_task(y, classes, detected, task, f"{source!r}")
-    if task == "multilabel":
-        check_label_columns(y, classes, lambda t: f"Data file {source!r}, target column {t!r},")
-    return Dataset(x=x, y=y, classes=classes, task=task, name=source, feature_names=features)
 
 
 def _read_npz(path: Path, source: str, required: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -306,23 +234,34 @@ def load(
     task: str | None = None,
     seed: int = 0,
     options: dict[str, Any] | None = None,
+    categorical: str | Sequence[str] = CATEGORICAL_AUTO,
+    missing: str = "impute",
+    drop: Sequence[str] = (),
 ) -> Dataset:
     """Load ``"builtin:<name>"`` or a ``.csv``/``.parquet``/``.pq``/``.npz`` file.
 
     ``target`` names the label column (default ``"label"`` or ``"target"``) or a list of 0/1
     columns (multi-label); ``task`` overrides the detected task; ``seed`` and ``options`` are
-    used by the built-ins only. Every user-caused problem raises :class:`DataError`.
+    used by the built-ins only. A table's columns are treated as ``categorical``, ``missing``
+    and ``drop`` say (:func:`~weightsearch.data.tables.table_columns`). Every user-caused
+    problem raises :class:`DataError`.
     """
+    treatment = {"categorical": categorical, "missing": missing, "drop": tuple(drop)}
     source = str(source)
     if source.startswith(BUILTIN_PREFIX):
-        return load_builtin(source, target=target, task=task, seed=seed, options=options)
+        return load_builtin(source, target=target, task=task, seed=seed, options=options,
+                            treatment=treatment)
     if options:
         raise DataError(
             f"options {sorted(options)} are only for built-in datasets, not {source!r}."
         )
     path = _check_path(source)
     if path.suffix.lower() in TABLE_SUFFIXES:
-        return _load_table(path, source, target, task)
+        return table_dataset(_read_table(path, source), source, target, task, **treatment)
+    if drop or categorical != CATEGORICAL_AUTO:
+        raise DataError(
+            f"data.categorical and data.drop are for CSV/Parquet tables; {source!r} is NPZ."
+        )
     return _load_npz(path, source, target, task)
 
 
@@ -365,7 +304,7 @@ def load_features(
                 f"{'; '.join(parts)}; expected exactly {len(feature_names)} columns "
                 f"{quote_list(feature_names)}."
             )
-        x = _table_features(df, list(feature_names), source)
+        x = table_columns(df, list(feature_names), source, categorical=[])[1]
     else:
         x = _read_npz(p, source, ("x",))["x"]
         if x.ndim == 1 and input_shape == (1,):
@@ -385,16 +324,17 @@ def load_features(
 
 def from_frame(
     df: pd.DataFrame, *, target: str | list[str] | None = None, task: str | None = None,
-    name: str = "DataFrame",
+    name: str = "DataFrame", **treatment: Any,
 ) -> Dataset:
-    """A pandas DataFrame in memory as a Dataset, checked as a CSV file is."""
+    """A pandas DataFrame in memory as a Dataset, checked as a CSV file is (``treatment``:
+    ``categorical``, ``missing``, ``drop``, as for :func:`load`)."""
     if not isinstance(df, pd.DataFrame):
         raise DataError(f"{name}: expected a pandas DataFrame, but got {type(df).__name__}.")
     names = [str(c) for c in df.columns]
     _check_unique_columns(names, name)
     if names != list(df.columns):  # e.g. pd.DataFrame(x): 0, 1, 2 … become "0", "1", "2" …
         df = df.set_axis(names, axis=1)
-    return table_dataset(df, name, target, task)
+    return table_dataset(df, name, target, task, **treatment)
 
 
 def from_arrays(x: Any, y: Any, *, task: str | None = None, name: str = "arrays") -> Dataset:
