@@ -38,6 +38,10 @@ from weightsearch.storage import StudyError, store_error_types
 from weightsearch.tracking import TrackingError
 
 
+#: Where a completed trial's fold ensemble (``search.final = "fold_ensemble"``) lies in its
+#: MLflow run's artifacts.
+FOLD_ENSEMBLE_ARTIFACT = "fold_ensemble/model.keras"
+
 class TrialFailed(RuntimeError):
     """A failure of one trial (NaN loss, a build error): the study goes on."""
 
@@ -373,7 +377,38 @@ class Objective:
             logged[f"cv_{m}_tuned"] = summary["cv_value_tuned"]
         self.tracker.log_metrics(run, logged)
         self._log_best_fold(run, values, best_epochs, oof, positive)
+        if len(outcomes) == len(self.folds) and self._log_fold_ensemble(
+            run, [m.model for m in members]
+        ):
+            trial.set_user_attr("fold_ensemble", FOLD_ENSEMBLE_ARTIFACT)
         return value
+
+    def _log_fold_ensemble(self, run: str | None, models: list[Any]) -> bool:
+        """Save the K fold models (each at its best epoch) as one averaging model and upload
+        it to the trial's MLflow run as :data:`FOLD_ENSEMBLE_ARTIFACT`, on the artifact
+        thread; False when there is no run to keep it in."""
+        if run is None:
+            return False
+        import shutil
+        import tempfile
+        from pathlib import Path
+
+        from weightsearch import training
+        from weightsearch.tracking import submit_artifact_job
+
+        folder = Path(tempfile.mkdtemp(prefix="weightsearch-ensemble-"))
+        path = folder / Path(FOLD_ENSEMBLE_ARTIFACT).name
+        training.fold_ensemble(models).save(path)
+        tracker = self.tracker
+
+        def job() -> None:
+            try:
+                tracker.log_file(run, str(path), str(Path(FOLD_ENSEMBLE_ARTIFACT).parent))
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+
+        submit_artifact_job(job, f"the fold ensemble of MLflow run {run}")
+        return True
 
     def _tune(self, oof: np.ndarray, positive: int) -> dict[str, Any]:
         """Threshold tuned on pooled out-of-fold predictions, and an honest cross-fitted score.
