@@ -208,3 +208,58 @@ def test_an_in_memory_export_tells_train_to_take_a_file(result, tmp_path: Path) 
     path = result.export(tmp_path / "mem.toml")
     with pytest.raises(DataError, match=r"exported from data in memory \('python:DataFrame'"):
         weightsearch.train_from_config(path)
+
+
+def _shop_frame(n: int = 40) -> pd.DataFrame:
+    """A table with a text column (4 shops, one row missing its shop), holes in a number, an
+    ID column and a binary label that follows the shop."""
+    rng = np.random.default_rng(0)
+    shops = np.array(["a", "b", "c", "d"], dtype=object)[np.arange(n) % 4]
+    amount = rng.normal(size=n)
+    amount[[3, 17, 29]] = np.nan
+    df = pd.DataFrame({"id": np.arange(n), "amount": amount, "shop": shops,
+                       "label": np.where(np.isin(shops, ["c", "d"]), "fraud", "ok")})
+    df.loc[5, "shop"] = None
+    return df
+
+
+def test_search_on_a_table_with_text_and_holes_takes_the_treatment_keywords() -> None:
+    df = _shop_frame()
+    result = weightsearch.search(
+        df, target="label", categorical="auto", missing="impute", drop=("id",),
+        progress=False, n_trials=1, folds=2, epochs=1,
+        space={"model": {"arch": "mlp", "depth": 1, "width": 8}},
+    )
+    (trial,) = result.study.trials
+    assert trial.state.name == "COMPLETE" and np.isfinite(trial.value)
+    data = result.spec.data
+    assert (data.categorical, data.missing, data.drop) == ("auto", "impute", ("id",))
+    assert result.prepared.data.columns.describe() == [
+        ("amount", "numeric, 3 missing"), ("shop", "categorical, 4 levels (one-hot), 1 missing"),
+        ("id", "dropped")]
+    # from_frame takes the same keywords: shop listed by name, the same codes
+    from weightsearch import data as data_mod
+
+    listed = data_mod.from_frame(df, target="label", categorical=["shop"], drop=["id"])
+    np.testing.assert_array_equal(listed.x, result.prepared.data.x)
+    np.testing.assert_array_equal(listed.x[:6, 1], [0, 1, 2, 3, 0, np.nan])
+
+
+def test_bad_treatment_keywords_are_one_clear_error() -> None:
+    from weightsearch.data import DataError
+
+    df = _shop_frame()
+    with pytest.raises(SpecError, match=r"^search\(\): missing= \(data\.missing\): unknown "
+                                        r"value 'drop'; expected one of: impute, error\.$"):
+        weightsearch.search(df, target="label", missing="drop", progress=False)
+    with pytest.raises(SpecError, match=r"^search\(\): categorical= \(data\.categorical\): "
+                                        r"expected \"auto\" or a list of column names"):
+        weightsearch.search(df, target="label", categorical=3, progress=False)
+    with pytest.raises(DataError, match=r"column 'amount' has 3 missing value\(s\), at data "
+                                        r"row\(s\) 4, 18, 30"):
+        weightsearch.search(df, target="label", missing="error", progress=False)
+    with pytest.raises(DataError, match=r"data\.drop names column\(s\) 'ID' that the table "
+                                        "does not have"):
+        weightsearch.search(df, target="label", drop=["ID"], progress=False)
+    with pytest.raises(SpecError, match=r"drop: only for a DataFrame or a table file"):
+        weightsearch.search((np.zeros((4, 2)), np.zeros(4)), drop=["a"], progress=False)

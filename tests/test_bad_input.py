@@ -46,6 +46,13 @@ def _case_files(tmp: Path) -> dict[str, tuple[str, tuple[str, ...], str]]:
     notarget = _csv(tmp, "nolabel.csv", "a,b,y\n1,2,0\n3,4,1\n")
     huge = _csv(tmp, "huge.csv", _rows(20).replace("0.5,5,1", "1e39,5,1"))
     dup = _csv(tmp, "dup.csv", _rows(20).replace("a,b,label", "a,a,label"))
+    hole = _csv(tmp, "hole.csv", _rows(20).replace("0.5,5,1", "0.5,,1"))
+    inf = _csv(tmp, "inf.csv", _rows(20).replace("0.5,5,1", "inf,5,1"))
+    empty_col = _csv(tmp, "emptycol.csv", "a,c,label\n" + "".join(
+        f"{i},,{i % 2}\n" for i in range(20)))
+    ids = _csv(tmp, "ids.csv", "a,user,label\n" + "".join(
+        f"{i},u{i % 11},{i % 2}\n" for i in range(20)))
+    no_label = _csv(tmp, "nolabels.csv", _rows(20).replace("0.5,5,1", "0.5,5,"))
     imgs = tmp / "seq.npz"
     np.savez(imgs, x=np.random.rand(40, 28, 28).astype("float32"), y=np.arange(40) % 2)
     return {
@@ -53,15 +60,41 @@ def _case_files(tmp: Path) -> dict[str, tuple[str, tuple[str, ...], str]]:
         "empty file": (f'source = "{empty}"', ("empty.csv", "is empty"), ""),
         "missing target": (f'source = "{notarget}"\ntarget = "label"',
                            ("nolabel.csv", "no target column(s) 'label'", "'y'"), ""),
-        "nan features": (f'source = "{nan}"',
-                         ("nan.csv", "feature column(s) 'a'", "NaN or infinite", "1 row(s)"), ""),
+        "nan, missing = error": (
+            f'source = "{nan}"\nmissing = "error"',
+            ("nan.csv", "column 'a'", "1 missing value(s)", "data row(s) 6",
+             'data.missing is "error"'), ""),
+        "hole, missing = error": (
+            f'source = "{hole}"\nmissing = "error"',
+            ("hole.csv", "column 'b'", "1 missing value(s)", "data row(s) 6"), ""),
+        "inf, missing = error": (
+            f'source = "{inf}"\nmissing = "error"',
+            ("inf.csv", "feature column(s) 'a'", "infinite", "data row(s) 6"), ""),
+        "inf, missing = impute": (
+            f'source = "{inf}"',
+            ("inf.csv", "feature column(s) 'a'", "infinite", "data row(s) 6"), ""),
+        "all missing": (f'source = "{empty_col}"',
+                        ("emptycol.csv", "column 'c'", "missing in every row", "data.drop"), ""),
+        "too many levels": (f'source = "{ids}"',
+                            ("ids.csv", "categorical column 'user'", "11 levels in 20 rows",
+                             "at most half"), ""),
+        "missing labels": (f'source = "{no_label}"',
+                           ("nolabels.csv", "target column 'label'", "1 missing label(s)"), ""),
+        "unknown categorical": (f'source = "{strings}"\ncategorical = ["colour", "shade"]',
+                                ("str.csv", "data.categorical", "'shade'",
+                                 "does not have"), ""),
+        "unknown drop": (f'source = "{strings}"\ndrop = ["id"]',
+                         ("str.csv", "data.drop", "'id'", "does not have", "'a', 'colour'"), ""),
+        "drop the target": (f'source = "{strings}"\ndrop = ["label"]',
+                            ("str.csv", "data.drop", "target column(s) 'label'"), ""),
         "beyond float32": (f'source = "{huge}"',
                            ("huge.csv", "feature column(s) 'a'", "beyond the float32 range",
                             "data row(s) 6"), ""),
         "duplicate columns": (f'source = "{dup}"',
                               ("dup.csv", "column(s) 'a'", "more than once"), ""),
-        "string features": (f'source = "{strings}"',
-                            ("str.csv", "feature column(s) 'colour'", "not numeric"), ""),
+        "string not listed": (f'source = "{strings}"\ncategorical = []',
+                              ("str.csv", "feature column(s) 'colour'", "not numeric",
+                               "data.categorical"), ""),
         "single class": (f'source = "{single}"',
                          ("single.csv", "target column 'label'", "single class '0'"), ""),
         "too few rows": (f'source = "{few}"\ntest_size = 0.0',
@@ -86,6 +119,12 @@ SPEC_CASES = {
                        "space.weighting.scheme: Unknown weighting scheme 'cubic'; expected one of"),
     "unknown loss": (HEAD + '[data]\nsource = "builtin:breast-cancer"\n'
                      '[space.loss]\nname = "hinge"\n', "space.loss.name: Unknown loss 'hinge'"),
+    "categorical type": (HEAD + '[data]\nsource = "builtin:breast-cancer"\ncategorical = 3\n',
+                         'data.categorical: expected "auto" or a list of column names, but got 3'),
+    "missing mode": (HEAD + '[data]\nsource = "builtin:breast-cancer"\nmissing = "drop"\n',
+                     "data.missing: unknown value 'drop'; expected one of: impute, error"),
+    "drop type": (HEAD + '[data]\nsource = "builtin:breast-cancer"\ndrop = "id"\n',
+                  "data.drop: expected a list of column names, but got 'id'"),
     "unknown arch": (HEAD + '[data]\nsource = "builtin:breast-cancer"\n'
                      '[space.model]\narch = "transformer"\n', "Unknown arch 'transformer'"),
 }
@@ -116,10 +155,15 @@ def test_bad_spec(case: str, command: str, tmp_path: Path, capsys) -> None:
     _assert_clean_failure(capsys, main([command, str(spec)]), expected, tmp_path)
 
 
+TABLE_CASES = ["nan, missing = error", "hole, missing = error", "inf, missing = error",
+               "inf, missing = impute", "all missing", "too many levels", "missing labels",
+               "unknown categorical", "unknown drop", "drop the target", "string not listed"]
+
+
 @pytest.mark.parametrize(
     "case",
-    ["missing file", "empty file", "missing target", "nan features", "beyond float32",
-     "duplicate columns", "string features", "single class", "too few rows", "image shape"],
+    ["missing file", "empty file", "missing target", "beyond float32", "duplicate columns",
+     "single class", "too few rows", "image shape", *TABLE_CASES],
 )
 def test_bad_data(case: str, tmp_path: Path, capsys) -> None:
     data, expected, body = _case_files(tmp_path)[case]
@@ -127,7 +171,7 @@ def test_bad_data(case: str, tmp_path: Path, capsys) -> None:
     _assert_clean_failure(capsys, main(["study", str(spec)]), expected, tmp_path)
 
 
-@pytest.mark.parametrize("case", ["beyond float32", "duplicate columns"])
+@pytest.mark.parametrize("case", ["beyond float32", "duplicate columns", *TABLE_CASES])
 def test_validate_refuses_what_study_refuses(case: str, tmp_path: Path, capsys) -> None:
     data, expected, body = _case_files(tmp_path)[case]
     spec = _spec(tmp_path, data, body or CV + SPACE)

@@ -9,6 +9,7 @@ study``; a bad argument raises the spec's :class:`~weightsearch.spec.SpecError` 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,9 @@ def search(
     name: str | None = None,
     seed: int = DefaultInt(0),
     progress: bool | None = None,
+    categorical: str | list[str] | tuple[str, ...] | None = None,
+    missing: str | None = None,
+    drop: list[str] | tuple[str, ...] | None = None,
     **spec: Any,
 ) -> SearchResult:
     """Search class weights, losses and architectures for ``data``; returns a SearchResult.
@@ -63,7 +67,10 @@ def search(
     ["none", "sqrt"]}, "model": {"arch": "mlp"}}``. ``storage=None`` keeps the study in memory;
     a URL (``sqlite:///x.db``, ``journal:x.journal``, ``postgresql://…``) stores it and resumes
     it by ``name``. ``tracking_uri=None`` logs nothing to MLflow. ``progress`` shows a
-    progress bar (default: when stdout is a terminal). Other keywords are spec sections or
+    progress bar (default: when stdout is a terminal). ``categorical`` (``"auto"`` or column
+    names), ``missing`` (``"impute"`` or ``"error"``) and ``drop`` (column names) set
+    ``data.categorical``, ``data.missing`` and ``data.drop``: how a table's columns are treated
+    (``None`` leaves the spec's own, or the defaults). Other keywords are spec sections or
     keys: ``cv={"patience": 3}``, ``search={"sampler": "random"}``, ``description="…"``.
     """
     from weightsearch.compat import import_tensorflow_quietly
@@ -75,7 +82,10 @@ def search(
 
     given = {"n_trials": n_trials, "folds": folds, "epochs": epochs, "metric": metric,
              "seed": seed}
-    raw, dataset, path = _raw_spec(data, target)
+    treatment = {k: list(v) if isinstance(v, tuple) else v for k, v in
+                 (("categorical", categorical), ("missing", missing), ("drop", drop))
+                 if v is not None}
+    raw, make_dataset, path = _raw_spec(data, target, treatment)
     from_spec = raw.pop("_from_spec", False)
     # with a spec, only what the caller passed overrides it; without one, every keyword sets
     overrides = {k: v if passed(v) else plain(v) for k, v in given.items()
@@ -83,6 +93,7 @@ def search(
     raw = _merge(raw, _keyword_spec(overrides, space, storage, tracking_uri, name, spec,
                                     from_spec=from_spec))
     parsed = _parse(raw, path)
+    dataset = None if make_dataset is None else make_dataset(parsed.data)
     prepared = engines.prepare(parsed, dataset)
     training.configure_threads()
     url = parsed.search.storage
@@ -192,30 +203,40 @@ class SearchResult:
 # ---- building the spec -------------------------------------------------------------------
 
 
-def _raw_spec(data: Any, target: Any) -> tuple[dict[str, Any], Any, str | None]:
-    """The spec's tables for ``data``, the in-memory Dataset if the data is one, and the
-    spec file's path if it is one."""
+def _raw_spec(
+    data: Any, target: Any, treatment: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], Callable[[Any], Any] | None, str | None]:
+    """The spec's tables for ``data`` (``treatment``: the ``data.categorical/missing/drop``
+    keys passed), a function of the parsed spec's ``data`` table that makes the in-memory
+    Dataset if the data is one, and the spec file's path if it is one."""
     from weightsearch import data as data_mod
     from weightsearch import spec as spec_mod
 
+    treatment = dict(treatment or {})
+    keys = {"data": treatment} if treatment else {}
     if isinstance(data, dict):
-        return {**data, "_from_spec": True}, None, None
+        return _merge({**data, "_from_spec": True}, keys), None, None
     if isinstance(data, str | Path) and str(data).endswith(".toml"):
-        return {**spec_mod.read(data), "_from_spec": True}, None, str(data)
+        return _merge({**spec_mod.read(data), "_from_spec": True}, keys), None, str(data)
     if isinstance(data, str | Path):
-        table: dict[str, Any] = {"source": str(data)}
+        table: dict[str, Any] = {"source": str(data), **treatment}
         if target is not None:
             table["target"] = target
         return {"data": table}, None, None
     if hasattr(data, "columns"):
-        ds = data_mod.from_frame(data, target=target, name="DataFrame")
-        return {"data": {"source": "python:DataFrame"}}, ds, None
+        def frame(d: Any) -> Any:
+            return data_mod.from_frame(data, target=target, name="DataFrame", **d.treatment())
+
+        return {"data": {"source": "python:DataFrame", **treatment}}, frame, None
     if isinstance(data, tuple) and len(data) == 2:
         if target is not None:
             raise SpecError(["target: only for a DataFrame or a file; (x, y) arrays carry "
                              "their labels in y."], SOURCE)
+        if treatment:
+            raise SpecError([f"{', '.join(treatment)}: only for a DataFrame or a table file; "
+                             "(x, y) arrays have no named columns."], SOURCE)
         ds = data_mod.from_arrays(data[0], data[1], name="arrays")
-        return {"data": {"source": "python:arrays"}}, ds, None
+        return {"data": {"source": "python:arrays"}}, lambda d: ds, None
     raise SpecError(
         [f"data: expected a pandas DataFrame, an (x, y) tuple, a file path, 'builtin:NAME' or a "
          f"spec (.toml path or dict), but got {type(data).__name__}."],
@@ -265,7 +286,8 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 #: search()'s keywords and the spec keys they set, so an error names both.
 KEYWORDS = {"cv.folds": "folds", "cv.epochs": "epochs", "cv.metric": "metric",
             "search.n_trials": "n_trials", "search.storage": "storage",
-            "tracking.mlflow_uri": "tracking_uri", "data.target": "target"}
+            "tracking.mlflow_uri": "tracking_uri", "data.target": "target",
+            "data.categorical": "categorical", "data.missing": "missing", "data.drop": "drop"}
 
 
 def _parse(raw: dict[str, Any], path: str | None) -> Any:

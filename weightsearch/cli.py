@@ -126,6 +126,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         f"{ds.n_classes} {'labels' if ds.task == 'multilabel' else 'classes'}; "
         f"search on {len(prepared.train.y)}, held-out test {len(prepared.test_idx)}"
     )
+    from weightsearch.progress import column_lines
+
+    for line in column_lines(ds.columns):
+        console.print(line, markup=False)
     console.print(
         f"  cv: {spec.cv.folds} folds × ≤{spec.cv.epochs} epochs, metric {spec.cv.metric}, "
         f"weights applied via {spec.cv.apply_weights}"

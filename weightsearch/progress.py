@@ -1,4 +1,5 @@
-"""Live progress of a study in the terminal (rich), and its leaderboard table."""
+"""Live progress of a study in the terminal (rich), its leaderboard table, and the column
+treatment ``validate`` prints."""
 
 from __future__ import annotations
 
@@ -95,3 +96,23 @@ def leaderboard_table(rows: list[dict[str, Any]], metric: str, title: str) -> Ta
     for row in cells:
         table.add_row(*row)
     return table
+
+
+def column_lines(columns: Any) -> list[str]:
+    """How ``validate`` shows a table's columns (:class:`~weightsearch.columns.Columns`;
+    ``None``, for arrays, shows nothing): a count line, then one line per column,
+    ``name: numeric, 2 missing`` / ``name: categorical, 3 levels (one-hot)`` / ``name: dropped``,
+    and what a hole becomes when there is one."""
+    if columns is None:
+        return []
+    kinds = [c.kind for c in columns.features]
+    counts = [f"{kinds.count('numeric')} numeric", f"{kinds.count('categorical')} categorical"]
+    lines = [f"  columns: {', '.join(counts)}, {len(columns.dropped)} dropped"]
+    lines += [f"    {name}: {how}" for name, how in columns.describe()]
+    if any(c.missing for c in columns.features):
+        lines.append(
+            "    (fitted on each training fold: a missing number becomes the fold's median, "
+            "with a 0/1 was-missing input; a missing or unseen category, the out-of-vocabulary "
+            "bucket)"
+        )
+    return lines

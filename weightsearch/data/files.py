@@ -324,17 +324,19 @@ def load_features(
 
 def from_frame(
     df: pd.DataFrame, *, target: str | list[str] | None = None, task: str | None = None,
-    name: str = "DataFrame", **treatment: Any,
+    name: str = "DataFrame", categorical: str | Sequence[str] = CATEGORICAL_AUTO,
+    missing: str = "impute", drop: Sequence[str] = (),
 ) -> Dataset:
-    """A pandas DataFrame in memory as a Dataset, checked as a CSV file is (``treatment``:
-    ``categorical``, ``missing``, ``drop``, as for :func:`load`)."""
+    """A pandas DataFrame in memory as a Dataset, checked as a CSV file is; its columns are
+    treated as ``categorical``, ``missing`` and ``drop`` say, as for :func:`load`."""
     if not isinstance(df, pd.DataFrame):
         raise DataError(f"{name}: expected a pandas DataFrame, but got {type(df).__name__}.")
     names = [str(c) for c in df.columns]
     _check_unique_columns(names, name)
     if names != list(df.columns):  # e.g. pd.DataFrame(x): 0, 1, 2 … become "0", "1", "2" …
         df = df.set_axis(names, axis=1)
-    return table_dataset(df, name, target, task, **treatment)
+    return table_dataset(df, name, target, task, categorical=categorical, missing=missing,
+                         drop=drop)
 
 
 def from_arrays(x: Any, y: Any, *, task: str | None = None, name: str = "arrays") -> Dataset:

@@ -22,10 +22,12 @@ def encode_labels(values: np.ndarray, where: str) -> tuple[np.ndarray, list[str]
     if values.dtype.kind in "biuf":
         as_float = values.astype(np.float64)
         if not np.isfinite(as_float).all():
-            bad = int((~np.isfinite(as_float)).sum())
-            raise DataError(
-                f"{where} has {bad} missing or infinite label(s); expected a label in every row."
+            holes, infinite = int(np.isnan(as_float).sum()), int(np.isinf(as_float).sum())
+            what = " and ".join(
+                f"{k} {kind} label(s)" for k, kind in ((holes, "missing"), (infinite, "infinite"))
+                if k
             )
+            raise DataError(f"{where} has {what}; expected a label in every row.")
         if values.dtype.kind == "b":
             uniq = np.unique(values)
             return np.searchsorted(uniq, values).astype(np.int64), [str(u) for u in uniq]

@@ -68,9 +68,13 @@ def table_columns(
                         else list(categorical))):
         unknown = [n for n in named if n not in features]
         if unknown:
+            others = [n for n in unknown if n in df.columns]  # the target, or ignored ones
+            problem = (f"names the target column(s) {quote_list(others)}, not features"
+                       if others == unknown else
+                       f"names column(s) {quote_list(unknown)} that the table does not have")
             raise DataError(
-                f"{where}: {key} names column(s) {quote_list(unknown)} that the table does not "
-                f"have as features; expected some of {quote_list(features)}."
+                f"{where}: {key} {problem}; expected some of the feature columns "
+                f"{quote_list(features)}."
             )
     kept = [c for c in features if c not in set(drop)]
     if not kept:
@@ -82,8 +86,9 @@ def table_columns(
         strays = [c for c in kept if c not in cats and not _is_numeric(df[c])]
         if strays:
             raise DataError(
-                f"{where}: feature column(s) {quote_list(strays)} are not numeric; expected "
-                "them in data.categorical (or data.categorical = \"auto\"), or in data.drop."
+                f"{where}: feature column(s) {quote_list(strays)} are not numeric (text or "
+                "True/False), but the data.categorical list leaves them out; expected them in "
+                "data.categorical (or data.categorical = \"auto\"), or in data.drop."
             )
     n = len(df)
     columns = []
@@ -94,8 +99,8 @@ def table_columns(
         )
         if holes == n:
             raise DataError(
-                f"{where}: column {name!r} is missing in every row; expected some values "
-                "(or list it in data.drop)."
+                f"{where}: column {name!r} is missing in every row ({n} of {n}); expected "
+                "some values (or list it in data.drop)."
             )
         if holes and missing == "error":
             rows = np.flatnonzero(series.isna().to_numpy())[:5] + 1
