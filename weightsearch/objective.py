@@ -37,7 +37,6 @@ from weightsearch.spec import Spec
 from weightsearch.storage import StudyError, store_error_types
 from weightsearch.tracking import TrackingError
 
-
 #: Where a completed trial's fold ensemble (``search.final = "fold_ensemble"``) lies in its
 #: MLflow run's artifacts.
 FOLD_ENSEMBLE_ARTIFACT = "fold_ensemble/model.keras"
