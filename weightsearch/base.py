@@ -10,9 +10,6 @@ TASKS = ("binary", "multiclass", "multilabel")
 
 #: How class weights reach the loss: a weighted loss, per-row ``sample_weight`` or Keras's
 #: ``class_weight``. All three give the same loss (tests/test_losses.py).
-#: ``search.final``: the final model is retrained on all training rows (``refit``) or is the
-#: chosen trial's K fold models, each at its best epoch, averaged (``fold_ensemble``).
-FINAL_MODELS = ("refit", "fold_ensemble")
 APPLICATIONS = ("loss", "sample_weight", "class_weight")
 
 SPACE_SECTIONS = ("weighting", "loss", "model", "train")

@@ -37,8 +37,8 @@ from weightsearch.spec import Spec
 from weightsearch.storage import StudyError, store_error_types
 from weightsearch.tracking import TrackingError
 
-#: Where a completed trial's fold ensemble (``search.final = "fold_ensemble"``) lies in its
-#: MLflow run's artifacts.
+#: Where a completed trial's fold ensemble (its K fold models at their best epochs, averaged)
+#: lies in its MLflow run's artifacts (issue 15: export and train do not use it yet).
 FOLD_ENSEMBLE_ARTIFACT = "fold_ensemble/model.keras"
 
 class TrialFailed(RuntimeError):

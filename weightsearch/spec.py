@@ -15,7 +15,7 @@ from typing import Any
 import tomli_w
 
 from weightsearch._registry import normalise_name
-from weightsearch.base import APPLICATIONS, FINAL_MODELS, SPACE_SECTIONS, TASKS
+from weightsearch.base import APPLICATIONS, SPACE_SECTIONS, TASKS
 from weightsearch.columns import CATEGORICAL_AUTO, MISSING_MODES
 from weightsearch.metrics import METRICS
 from weightsearch.pruners import PRUNERS
@@ -85,7 +85,6 @@ class SearchSpec:
     grace_period: int = 90
     trials_per_process: int = 0
     baseline_first: bool = True
-    final: str = "refit"
 
 
 @dataclass(frozen=True)
@@ -336,12 +335,10 @@ def _check_search(c: Checker, raw: dict[str, Any]) -> SearchSpec:
     per_process = c.integer(
         "search.trials_per_process", raw.get("trials_per_process", d.trials_per_process), 0
     )
-    final = c.string("search.final", raw.get("final", d.final), FINAL_MODELS)
     if heartbeat and grace and grace <= heartbeat:
         c.add("search.grace_period", f"must exceed search.heartbeat_interval ({heartbeat}), "
               f"but got {grace}.")
     return SearchSpec(
-        final=final or d.final,
         n_trials=n_trials or d.n_trials,
         timeout=timeout,
         sampler=sampler or d.sampler,
