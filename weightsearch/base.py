@@ -10,6 +10,10 @@ TASKS = ("binary", "multiclass", "multilabel")
 
 #: How class weights reach the loss: a weighted loss, per-row ``sample_weight`` or Keras's
 #: ``class_weight``. All three give the same loss (tests/test_losses.py).
+#: ``data.categorical = "auto"``: non-numeric and bool columns are categorical.
+CATEGORICAL_AUTO = "auto"
+#: ``data.missing``: impute (median + indicator, or the OOV bucket) or refuse a hole.
+MISSING_MODES = ("impute", "error")
 APPLICATIONS = ("loss", "sample_weight", "class_weight")
 
 SPACE_SECTIONS = ("weighting", "loss", "model", "train")

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from weightsearch.base import CATEGORICAL_AUTO, MISSING_MODES
+
 __all__ = [
     "CATEGORICAL_AUTO",
     "EMBED_ABOVE",
@@ -32,10 +34,6 @@ __all__ = [
     "level_text",
 ]
 
-#: ``data.categorical = "auto"``: non-numeric and bool columns are categorical.
-CATEGORICAL_AUTO = "auto"
-#: ``data.missing``: impute (median + indicator, or the OOV bucket) or refuse a hole.
-MISSING_MODES = ("impute", "error")
 #: A categorical with more levels than this is embedded rather than one-hot encoded.
 EMBED_ABOVE = 16
 

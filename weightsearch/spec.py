@@ -15,8 +15,13 @@ from typing import Any
 import tomli_w
 
 from weightsearch._registry import normalise_name
-from weightsearch.base import APPLICATIONS, SPACE_SECTIONS, TASKS
-from weightsearch.columns import CATEGORICAL_AUTO, MISSING_MODES
+from weightsearch.base import (
+    APPLICATIONS,
+    CATEGORICAL_AUTO,
+    MISSING_MODES,
+    SPACE_SECTIONS,
+    TASKS,
+)
 from weightsearch.metrics import METRICS
 from weightsearch.pruners import PRUNERS
 from weightsearch.samplers import SAMPLERS
