@@ -510,29 +510,47 @@ def test_trained_model_is_saved_evaluated_and_registered(pipeline) -> None:
         meta["train_loss"]
     )
 
-    # the registered model has a signature and an input example, and serves the same
-    # probabilities without weightsearch's custom objects
+    # the registered model (a pyfunc PythonModel, aliased champion) has a signature of named
+    # columns and an input example, describes its training data, and serves class names
+    # (tuned threshold applied) and, on request, the same probabilities
     import mlflow
     from mlflow.models import Model
 
+    assert int(client.get_model_version_by_alias("e2e", "champion").version) == ml["version"]
+    assert ml["alias"] == "models:/e2e@champion"
+    inputs = run.inputs.dataset_inputs
+    assert len(inputs) == 1 and inputs[0].dataset.name == "e2e-training"
+    assert {t.key: t.value for t in inputs[0].tags}["mlflow.data.context"] == "training"
+    assert json.loads(inputs[0].dataset.profile)["num_rows"] == 128
     mlflow.set_tracking_uri(pipeline["mlflow"])
     try:
         info = Model.load(ml["version_uri"])
         assert info.signature is not None and info.saved_input_example_info is not None
-        inputs, outputs = info.signature.inputs.inputs[0], info.signature.outputs.inputs[0]
-        assert inputs.shape == (-1, 6) and outputs.shape == (-1, 2)
-        assert str(outputs.type) == "float32"
+        assert "python_function" in info.flavors
+        assert info.flavors["python_function"]["loader_module"] == "mlflow.pyfunc.model"
+        cols = info.signature.inputs.inputs
+        assert [c.name for c in cols] == [f"x{i}" for i in range(6)]
+        assert {c.type.name for c in cols} == {"double"}
+        assert [c.name for c in info.signature.outputs.inputs] == [
+            "prediction", "proba_0", "proba_1"]
+        assert info.signature.params.params[0].name == "probabilities"
         requirements = Path(mlflow.pyfunc.get_model_dependencies(ml["version_uri"])).read_text()
         import keras
 
         assert f"keras=={keras.__version__}" in requirements.splitlines()
-        served = mlflow.pyfunc.load_model(ml["version_uri"]).predict(pipeline["x"])
+        pyfunc = mlflow.pyfunc.load_model("models:/e2e@champion")
+        labels = pyfunc.predict(pipeline["new"])  # by column name; `label` is ignored
+        served = pyfunc.predict(pipeline["new"], params={"probabilities": True})
     finally:
         mlflow.set_tracking_uri(None)
     import weightsearch
 
     mine = weightsearch.load_model(model_dir).predict_proba(pipeline["x"])
-    np.testing.assert_allclose(served, mine, rtol=0, atol=1e-6)
+    assert list(labels.columns) == ["prediction"]
+    expected = np.where(mine[:, 1] >= meta["threshold"], "1", "0")
+    assert labels["prediction"].tolist() == expected.tolist()
+    np.testing.assert_allclose(served[["proba_0", "proba_1"]].to_numpy(), mine, rtol=0,
+                               atol=1e-6)
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ import pytest
 from mlflow import MlflowClient
 
 from weightsearch import tracking
+from weightsearch.tracking import served
 from weightsearch.tracking import STATUS, MlflowTracker, NullTracker, TrackingError, make_tracker
 
 EXPERIMENT = "ws-tracking-test"
@@ -160,7 +161,7 @@ def test_report_and_train_run_errors_with_an_empty_message(tracker, tmp_path, mo
 
     monkeypatch.setattr(tracker.client, "create_run", raise_empty)
     with pytest.raises(TrackingError, match=r": RuntimeError \(use --no-tracking"):
-        tracking.start_train_run(tracker, "final", {}, {})
+        served.start_train_run(tracker, "final", {}, {})
 
 
 def test_a_failing_artifact_job_with_an_empty_message_is_a_warning(caplog) -> None:

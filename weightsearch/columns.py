@@ -84,6 +84,19 @@ class Column:
         """Whether this categorical is embedded (more than :data:`EMBED_ABOVE` levels)."""
         return self.kind == "categorical" and len(self.levels) > EMBED_ABOVE
 
+    @property
+    def value_type(self) -> str:
+        """The type of this column's raw values, as a served model's signature declares it:
+        its own dtype's ``boolean``, ``long`` (integers, complete in the data), ``double``
+        (other numbers) or ``string``."""
+        if self.dtype == "bool":
+            return "boolean"
+        if self.dtype.startswith(("int", "uint")):
+            return "long"
+        if self.kind == "numeric" or self.dtype.startswith("float"):
+            return "double"
+        return "string"
+
     def describe(self) -> str:
         """``numeric``, ``categorical, 3 levels (one-hot)`` …, with the missing count."""
         if self.kind == "numeric":
@@ -105,6 +118,29 @@ class Column:
         for r, t in enumerate(texts(values)):
             out[r] = np.nan if t is None else index.get(t, -1)
         return out
+
+    def values(self, codes: np.ndarray) -> pd.Series:
+        """Raw values back from codes (the inverse of :meth:`codes`): numbers, or a
+        categorical's levels in the column's own type (bool, int, float or text); missing
+        and unknown codes give ``None``/NaN."""
+        codes = np.asarray(codes, dtype=np.float64)
+        if self.kind == "numeric":
+            series = pd.Series(codes, name=self.name)
+            if self.dtype.startswith(("int", "uint")) and not series.isna().any():
+                series = series.astype(self.dtype)
+            return series
+        cast: Any = str
+        if self.dtype == "bool":
+            cast = {"True": True, "False": False}.get
+        elif self.dtype.startswith(("int", "uint")):
+            cast = int
+        elif self.dtype.startswith("float"):
+            cast = float
+        out = [None if math.isnan(c) or c < 0 else cast(self.levels[int(c)]) for c in codes]
+        series = pd.Series(out, name=self.name, dtype=object)
+        if not series.isna().any() and self.dtype in ("bool", "int64", "float64"):
+            series = series.astype(self.dtype)
+        return series
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "kind": self.kind, "dtype": self.dtype,
@@ -156,6 +192,11 @@ class Columns:
         with np.errstate(over="ignore"):
             return np.stack(cols, axis=1).astype(np.float32)
 
+    def rows(self, codes: np.ndarray) -> pd.DataFrame:
+        """The raw rows of a code matrix ``(N, F)`` (:meth:`Column.values` per column)."""
+        codes = np.asarray(codes)
+        return pd.DataFrame({c.name: c.values(codes[:, i]) for i, c in enumerate(self.features)})
+
     def describe(self) -> list[tuple[str, str]]:
         """``(column, treatment)`` for every feature, then every dropped column."""
         return [(c.name, c.describe()) for c in self.features] + [
@@ -164,6 +205,27 @@ class Columns:
 
     def to_dict(self) -> dict[str, Any]:
         return {"features": [c.to_dict() for c in self.features], "dropped": list(self.dropped)}
+
+    def record(self) -> dict[str, dict[str, Any]]:
+        """``{column: {"kind", "levels", "encoding", "missing"}}`` for every feature: the
+        treatment a training config records (``levels``/``encoding`` for categoricals)."""
+        out: dict[str, dict[str, Any]] = {}
+        for c in self.features:
+            row: dict[str, Any] = {"kind": c.kind}
+            if c.kind == "categorical":
+                row["levels"] = len(c.levels)
+                row["encoding"] = "embedding" if c.embedded else "one-hot"
+            row["missing"] = int(c.missing)
+            out[c.name] = row
+        return out
+
+    def kind_changes(self, record: dict[str, dict[str, Any]]) -> list[str]:
+        """``"column: numeric, expected categorical"`` for each feature whose kind differs
+        from ``record`` (:meth:`record`); columns are matched by name."""
+        kinds = {c.name: c.kind for c in self.features}
+        return [f"{name!r} is {kinds[name]}, expected {row.get('kind')}"
+                for name, row in record.items()
+                if name in kinds and kinds[name] != row.get("kind")]
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Columns:

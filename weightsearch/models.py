@@ -335,8 +335,8 @@ def build_model(
 
     A table's ``columns`` (:class:`~weightsearch.columns.Columns`) put a
     :class:`~weightsearch.preprocessing.TableEncoder` first, with the ``numeric`` encoding
-    (``{"name": "standardize" | "quantile" | "piecewise_linear", "bins": T}``), unless every
-    column is numeric and complete and the encoding is ``standardize``.
+    (``{"name": "standardize" | "quantile" | "piecewise_linear", "bins": T}``): even a table
+    of complete numbers gets one, so a missing value at prediction time is imputed.
     ``Normalization(axis=-1)`` (z = (x − mean) / sqrt(var), per feature or channel) follows,
     and both are adapted on ``adapt_x`` (the training fold) when given, else the
     normalisation is the identity.
@@ -380,7 +380,7 @@ def build_model(
             ax = np.asarray(encoder(ax))
         if not np.all(np.isfinite(ax)):
             raise ValueError("adapt_x contains NaN or inf; clean the training data first.")
-        norm.adapt(ax)
+        adapt_normalization(norm, ax)
 
     seeds = _Seeds(None if seed is None else int(seed))
     inputs = keras.Input(shape=shape, name="x")
@@ -392,11 +392,22 @@ def build_model(
     return keras.Model(inputs, outputs, name=f"weightsearch_{a.name}")
 
 
+def adapt_normalization(norm: Any, x: np.ndarray) -> None:
+    """``norm.adapt(x)``, with σ² = 1 for a feature constant in ``x``: Keras would divide by
+    ε = 1e-7 there, so a value never seen in training (an out-of-vocabulary category, a
+    first missing value) became ~1e7 at validation or prediction time; now it is x − μ."""
+    norm.adapt(x)
+    var = np.asarray(norm.adapt_variance.numpy())
+    if np.any(var == 0):
+        norm.adapt_variance.assign(np.where(var == 0, 1.0, var).astype(var.dtype))
+        norm.finalize_state()
+
+
 def table_encoder(
     columns: Columns | None, numeric: dict[str, Any] | None, shape: tuple[int, ...]
 ) -> Any:
-    """The :class:`~weightsearch.preprocessing.TableEncoder` a table's model starts with, or
-    ``None`` when the codes need no encoding (see :func:`build_model`)."""
+    """The :class:`~weightsearch.preprocessing.TableEncoder` a table's model starts with;
+    ``None`` for data without ``columns`` (arrays, images)."""
     from weightsearch.preprocessing import DEFAULT_BINS, TableEncoder
 
     numeric = dict(numeric or {})
@@ -412,8 +423,6 @@ def table_encoder(
         raise ValueError(
             f"columns describe {len(columns.features)} features, but input_shape is {shape}."
         )
-    if columns.plain and name == "standardize":
-        return None
     return TableEncoder(columns, numeric=name, bins=int(numeric.get("bins", DEFAULT_BINS)),
                         name="table_encoder")
 

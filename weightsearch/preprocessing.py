@@ -215,15 +215,15 @@ def raw_model(columns: Columns, core: keras.Model, name: str = "weightsearch_row
         return keras.Model(inputs, core(x), name=name)
 
 
-def row_inputs(columns: Columns, frame: Any) -> dict[str, np.ndarray]:
-    """A DataFrame's feature columns as :func:`raw_model`'s inputs (``(N, 1)`` arrays)."""
-    out = {}
+def row_inputs(columns: Columns, frame: Any) -> dict[str, Any]:
+    """A DataFrame's feature columns as :func:`raw_model`'s inputs, ``(N, 1)`` float32
+    tensors, strings for categoricals (``Model.predict`` takes no NumPy strings)."""
+    out: dict[str, Any] = {}
     for col in columns.features:
         values = frame[col.name]
         if col.kind == "categorical":
-            out[col.name] = np.asarray(
-                [t if t is not None else "" for t in texts(values)], dtype=object
-            )[:, None]
+            text = np.asarray([t if t is not None else "" for t in texts(values)], dtype=object)
+            out[col.name] = ops.convert_to_tensor(text[:, None], dtype="string")
         else:
-            out[col.name] = col.codes(values).astype(np.float32)[:, None]
+            out[col.name] = ops.convert_to_tensor(col.codes(values)[:, None], dtype="float32")
     return out

@@ -265,8 +265,21 @@ def _check_data(c: Checker, raw: dict[str, Any]) -> DataSpec | None:
         task = c.string("data.task", task, TASKS)
     test_size = c.number("data.test_size", raw.get("test_size", 0.2), 0.0, 0.9)
     options = c.table("data.options", raw.get("options", {}))
+    treatment = check_treatment_keys(c, raw)
+    if source is None or test_size is None:
+        return None
+    return DataSpec(source=source, target=target, task=task, test_size=test_size, options=options,
+                    categorical=treatment["categorical"], missing=treatment["missing"],
+                    drop=tuple(treatment["drop"]))
+
+
+def check_treatment_keys(c: Checker, raw: dict[str, Any]) -> dict[str, Any]:
+    """``data.categorical`` (``"auto"`` or column names, as a tuple), ``data.missing`` and
+    ``data.drop`` of a spec or training config's ``[data]``, defaults filled in."""
     categorical = raw.get("categorical", CATEGORICAL_AUTO)
-    if isinstance(categorical, list) and all(isinstance(n, str) for n in categorical):
+    if isinstance(categorical, str) and categorical.strip().lower() == CATEGORICAL_AUTO:
+        categorical = CATEGORICAL_AUTO  # normalised as data.missing is
+    elif isinstance(categorical, list | tuple) and all(isinstance(n, str) for n in categorical):
         categorical = tuple(categorical)
     elif categorical != CATEGORICAL_AUTO:
         c.add("data.categorical",
@@ -274,13 +287,10 @@ def _check_data(c: Checker, raw: dict[str, Any]) -> DataSpec | None:
         categorical = CATEGORICAL_AUTO
     missing = c.string("data.missing", raw.get("missing", "impute"), MISSING_MODES) or "impute"
     drop = raw.get("drop", [])
-    if not (isinstance(drop, list) and all(isinstance(n, str) for n in drop)):
+    if not (isinstance(drop, list | tuple) and all(isinstance(n, str) for n in drop)):
         c.add("data.drop", f"expected a list of column names, but got {drop!r}.")
         drop = []
-    if source is None or test_size is None:
-        return None
-    return DataSpec(source=source, target=target, task=task, test_size=test_size, options=options,
-                    categorical=categorical, missing=missing, drop=tuple(drop))
+    return {"categorical": categorical, "missing": missing, "drop": list(drop)}
 
 
 def _check_cv(c: Checker, raw: dict[str, Any]) -> CVSpec:

@@ -120,8 +120,10 @@ DATA_FIELDS = ("source", "task", "classes", "features", "fingerprint")
 
 def data_record(prepared: Prepared) -> dict[str, Any]:
     """What a study is run on: the data source, task, classes, feature names, input shape,
-    binary positive class (the search part's minority) and a content fingerprint (sha256 of
-    the search part's ``x`` and ``y``, their shapes and dtypes)."""
+    binary positive class (the search part's minority), a content fingerprint (sha256 of
+    the search part's ``x`` and ``y``, their shapes and dtypes), the column treatment
+    (``data.categorical``/``missing``/``drop``) and a table's
+    :class:`~weightsearch.columns.Columns`."""
     import hashlib
 
     import numpy as np
@@ -141,6 +143,8 @@ def data_record(prepared: Prepared) -> dict[str, Any]:
         "positive": None if positive is None else train.classes[int(positive)],
         "rows": len(train),
         "fingerprint": "sha256:" + digest.hexdigest(),
+        "treatment": prepared.spec.data.treatment(),
+        "columns": None if train.columns is None else train.columns.to_dict(),
     }
 
 

@@ -21,6 +21,7 @@ from weightsearch.data.files import (
     from_frame,
     load,
     load_features,
+    load_rows,
 )
 from weightsearch.data.labels import encode_labels, model_targets
 from weightsearch.data.splits import check_folds, kfold, train_test_split
@@ -42,6 +43,7 @@ __all__ = [
     "list_datasets",
     "load",
     "load_features",
+    "load_rows",
     "model_targets",
     "train_test_split",
 ]

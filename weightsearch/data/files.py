@@ -265,6 +265,37 @@ def load(
     return _load_npz(path, source, target, task)
 
 
+def load_rows(path: str, *, feature_names: Sequence[str], ignore: Sequence[str] = ()
+              ) -> pd.DataFrame:
+    """The raw feature columns of a CSV/Parquet table, in training order: it must hold
+    exactly ``feature_names`` (any order; columns in ``ignore``, e.g. the training target
+    columns, are dropped)."""
+    source = str(path)
+    p = _check_path(source)
+    if p.suffix.lower() not in TABLE_SUFFIXES:
+        raise DataError(
+            f"Data file {source!r}: expected a table ({', '.join(TABLE_SUFFIXES)}) with the "
+            "training columns."
+        )
+    df = _read_table(p, source)
+    ignored = {str(c) for c in ignore}
+    cols = [c for c in df.columns if c not in ignored]
+    missing = [f for f in feature_names if f not in cols]
+    extra = [c for c in cols if c not in set(feature_names)]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing column(s) {quote_list(missing)}")
+        if extra:
+            parts.append(f"unexpected column(s) {quote_list(extra)}")
+        raise DataError(
+            f"Data file {source!r} does not match the training features: "
+            f"{'; '.join(parts)}; expected exactly {len(feature_names)} columns "
+            f"{quote_list(list(feature_names))}."
+        )
+    return df[list(feature_names)]
+
+
 def load_features(
     path: str,
     *,
@@ -288,22 +319,7 @@ def load_features(
                 f"{input_shape}-shaped inputs without column names; expected an .npz with "
                 "array 'x'."
             )
-        df = _read_table(p, source)
-        ignored = {str(c) for c in ignore}
-        cols = [c for c in df.columns if c not in ignored]
-        missing = [f for f in feature_names if f not in cols]
-        extra = [c for c in cols if c not in set(feature_names)]
-        if missing or extra:
-            parts = []
-            if missing:
-                parts.append(f"missing column(s) {quote_list(missing)}")
-            if extra:
-                parts.append(f"unexpected column(s) {quote_list(extra)}")
-            raise DataError(
-                f"Data file {source!r} does not match the training features: "
-                f"{'; '.join(parts)}; expected exactly {len(feature_names)} columns "
-                f"{quote_list(feature_names)}."
-            )
+        df = load_rows(source, feature_names=feature_names, ignore=ignore)
         x = table_columns(df, list(feature_names), source, categorical=[])[1]
     else:
         x = _read_npz(p, source, ("x",))["x"]

@@ -15,13 +15,14 @@ from typing import Any
 import numpy as np
 
 from weightsearch.base import APPLICATIONS, COMPONENT_KEYS, TASKS, application_problem
-from weightsearch.spec import Checker, SpecError, check_plugins, dumps_toml
+from weightsearch.spec import Checker, SpecError, check_plugins, check_treatment_keys, dumps_toml
 from weightsearch.storage import DEFAULT_MLFLOW_URI
 
 SECTIONS = ("source", "data", "weighting", "loss", "model", "train", "decision", "tracking")
 REQUIRED = ("data", "weighting", "loss", "model", "train")
 DATA_KEYS = ("source", "target", "task", "test_size", "seed", "options", "classes",
-             "feature_names", "input_shape")
+             "feature_names", "input_shape", "categorical", "missing", "drop", "columns")
+COLUMN_KINDS = ("numeric", "categorical")
 TRAIN_KEYS = ("optimizer", "learning_rate", "batch_size", "epochs", "seed")
 TRACKING_KEYS = ("enabled", "mlflow_uri", "experiment", "registered_model")
 
@@ -95,6 +96,10 @@ class TrainConfig:
     def to_toml(self) -> str:
         return config_toml(self)
 
+    def treatment(self) -> dict[str, Any]:
+        """``categorical``, ``missing`` and ``drop`` as ``data.load`` takes them."""
+        return {k: self.data[k] for k in ("categorical", "missing", "drop")}
+
     def with_data(self, source: str) -> TrainConfig:
         """The same config reading its data from ``source`` (same columns and classes)."""
         data = dict(self.data, source=str(source))
@@ -123,7 +128,9 @@ COMMENTS = {
     "data": (
         "The data. `train` loads it, re-makes the study's stratified hold-out split\n"
         "(test_size, seed) and trains on the training part only. `--data PATH` replaces\n"
-        "source (same columns and classes); test_size = 0.0 trains on every row."
+        "source (same columns and classes); test_size = 0.0 trains on every row.\n"
+        "categorical, missing and drop treat a table's columns as the study did; columns\n"
+        "records how each was treated (train checks that each keeps its kind)."
     ),
     "weighting": (
         "Class weights, recomputed on the whole training part with this scheme;\n"
@@ -307,7 +314,26 @@ def _check_data(c: Checker, d: dict[str, Any]) -> dict[str, Any]:
         if not ok:
             c.add("data.input_shape", f"expected a list of positive integers, got {shape!r}.")
         data["input_shape"] = list(shape) if ok else None
+    treatment = check_treatment_keys(c, d)
+    categorical = treatment["categorical"]
+    data["categorical"] = categorical if isinstance(categorical, str) else list(categorical)
+    data["missing"], data["drop"] = treatment["missing"], treatment["drop"]
+    if d.get("columns") is not None:
+        data["columns"] = _check_columns(c, d["columns"])
     return data
+
+
+def _check_columns(c: Checker, table: Any) -> dict[str, dict[str, Any]]:
+    """``[data.columns]``: ``{column = {kind = "numeric" | "categorical", ...}}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, row in c.table("data.columns", table).items():
+        key = f"data.columns.{name}"
+        if not isinstance(row, dict):
+            c.add(key, f"expected a table such as {{kind = \"numeric\"}}, but got {row!r}.")
+            continue
+        c.string(f"{key}.kind", row.get("kind"), COLUMN_KINDS)
+        out[str(name)] = dict(row)
+    return out
 
 
 def _check_names(c: Checker, tables: dict[str, Any], present: set[str]) -> dict[str, str]:

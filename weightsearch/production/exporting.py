@@ -81,8 +81,9 @@ def trial_data(study: Any, spec: dict[str, Any]) -> dict[str, Any]:
     seed = int(spec.get("seed", 0))
     target = sd.get("target")
     target = list(target) if isinstance(target, list | tuple) else target
+    treatment = spec_treatment(sd)
     ds = data_mod.load(sd["source"], target=target, task=sd.get("task"), seed=seed,
-                       options=dict(sd.get("options") or {}))
+                       options=dict(sd.get("options") or {}), **treatment)
     train_idx, _ = data_mod.train_test_split(ds, float(sd.get("test_size", 0.2)), seed)
     positive = ds.subset(train_idx).positive_class
     return {
@@ -92,7 +93,16 @@ def trial_data(study: Any, spec: dict[str, Any]) -> dict[str, Any]:
         "features": None if ds.feature_names is None else list(ds.feature_names),
         "input_shape": list(ds.input_shape),
         "positive": None if positive is None else ds.classes[int(positive)],
+        "treatment": treatment,
+        "columns": None if ds.columns is None else ds.columns.to_dict(),
     }
+
+
+def spec_treatment(sd: dict[str, Any]) -> dict[str, Any]:
+    """The column treatment of a stored spec's ``[data]``, defaults filled in."""
+    from weightsearch.spec import Checker, check_treatment_keys
+
+    return check_treatment_keys(Checker(), sd)
 
 
 def config_from_trial(study: Any, trial: Any, storage: str) -> TrainConfig:
@@ -150,7 +160,12 @@ def config_from_trial(study: Any, trial: Any, storage: str) -> TrainConfig:
         "classes": list(ran_on["classes"]),
         "feature_names": ran_on.get("features"),
         "input_shape": list(ran_on["input_shape"]),
+        **(ran_on.get("treatment") or spec_treatment(sd)),
     }
+    if ran_on.get("columns"):
+        from weightsearch.columns import Columns
+
+        data["columns"] = Columns.from_dict(ran_on["columns"]).record()
     decision: dict[str, Any] = {}
     if "threshold" in attrs and task in ("binary", "multilabel"):
         decision["threshold"] = attrs["threshold"]

@@ -63,24 +63,43 @@ class TrainedModel:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(int(d) for d in self.meta["input_shape"])
 
-    def features(self, x: Any) -> np.ndarray:
-        """``x`` as float32 model input: a DataFrame (columns picked by name) or an array."""
+    @property
+    def columns(self) -> Any:
+        """A table model's :class:`~weightsearch.columns.Columns` (it takes raw rows), or
+        ``None`` for a model of arrays."""
+        from weightsearch.columns import Columns
+
+        record = self.meta.get("columns")
+        return None if not record else Columns.from_dict(record)
+
+    def features(self, x: Any) -> Any:
+        """``x`` as model input. A table model takes raw rows: a DataFrame (columns picked by
+        name; strings, bools, numbers, NaN/None for missing, unseen categories allowed) or,
+        when every feature is numeric, an array in training column order. Other models
+        take float32 arrays (a DataFrame's columns are picked by name)."""
         from weightsearch.data import DataError, as_float32
 
-        columns = None
+        columns = self.columns
+        if columns is not None:
+            from weightsearch.preprocessing import row_inputs
+
+            frame = self._frame(x, columns)
+            try:
+                return row_inputs(columns, frame)
+            except (ValueError, TypeError) as exc:  # a numeric column holding text
+                raise DataError(f"the inputs do not match the training columns: {exc}") from None
+        names = None
         if hasattr(x, "columns"):
             names = self.feature_names
             if names is None:
                 raise DataError("this model was trained without column names; pass an array.")
-            missing = [n for n in names if n not in x.columns]
-            if missing:
-                raise DataError(f"the data lacks training feature column(s) {missing}.")
-            x, columns = x[names].to_numpy(dtype=np.float64), list(names)
+            self._check_names(x, names)
+            x = x[names].to_numpy(dtype=np.float64)
         arr = np.asarray(x)
         if arr.dtype.kind not in "biuf":
             raise DataError(f"inputs have dtype {arr.dtype}; expected numbers.")
         # never predict from NaN/inf, nor from values the float32 cast turns into inf
-        arr = as_float32(arr.astype(np.float64), "the inputs", columns)
+        arr = as_float32(arr.astype(np.float64), "the inputs", names)
         if arr.ndim == 1 and self.input_shape == (1,):
             arr = arr[:, None]
         if arr.shape[1:] != self.input_shape:
@@ -90,9 +109,39 @@ class TrainedModel:
             )
         return arr
 
+    @staticmethod
+    def _check_names(x: Any, names: list[str]) -> None:
+        from weightsearch.data import DataError
+
+        missing = [n for n in names if n not in x.columns]
+        if missing:
+            raise DataError(f"the data lacks training feature column(s) {missing}.")
+
+    def _frame(self, x: Any, columns: Any) -> Any:
+        """``x`` as a DataFrame of the training columns (an array only when all are numeric)."""
+        import pandas as pd
+
+        from weightsearch.data import DataError
+
+        names = columns.names
+        if hasattr(x, "columns"):
+            self._check_names(x, names)
+            return x
+        arr = np.asarray(x)
+        if arr.ndim == 1 and len(names) == 1:
+            arr = arr[:, None]
+        if columns.categorical or arr.ndim != 2 or arr.shape[1] != len(names):
+            raise DataError(
+                f"inputs have shape {arr.shape}; this model takes a DataFrame with the "
+                f"training columns {names}" + ("" if columns.categorical else
+                                               f", or an array of shape (N, {len(names)})")
+                + "."
+            )
+        return pd.DataFrame(arr, columns=names)
+
     def predict_proba(self, x: Any) -> np.ndarray:
         """Class (softmax) or label (sigmoid) probabilities, ``(N, C)``."""
-        return self.model.predict(self.features(x), batch_size=1024, verbose=0)
+        return np.asarray(self.model.predict(self.features(x), batch_size=1024, verbose=0))
 
     def decide(self, proba: np.ndarray) -> np.ndarray:
         """Integer labels ``(N,)`` (or 0/1 ``(N, L)``) with the tuned threshold applied."""
@@ -111,6 +160,25 @@ class TrainedModel:
             return labels
         return self.classes_[labels]
 
+    def predict_frame(self, x: Any, probabilities: bool = True) -> Any:
+        """Predictions as a DataFrame: ``prediction`` (class names; multilabel: one 0/1
+        ``pred_<label>`` column per label), then ``proba_<class>`` columns when
+        ``probabilities``."""
+        import pandas as pd
+
+        proba = self.predict_proba(x)
+        labels = self.decide(proba)
+        frame: dict[str, Any] = {}
+        if self.task == "multilabel":
+            for j, c in enumerate(self.classes):
+                frame[f"pred_{c}"] = labels[:, j].astype(np.int64)
+        else:
+            frame["prediction"] = np.asarray(self.classes, dtype=object)[labels]
+        if probabilities:
+            for j, c in enumerate(self.classes):
+                frame[f"proba_{c}"] = proba[:, j].astype(np.float64)
+        return pd.DataFrame(frame)
+
 
 def load_model(directory: str | Path) -> TrainedModel:
     """Reload a model directory written by ``weightsearch train`` (``model.keras`` +
@@ -118,6 +186,7 @@ def load_model(directory: str | Path) -> TrainedModel:
     import keras
 
     import weightsearch.losses  # noqa: F401  (registers the custom losses)
+    import weightsearch.preprocessing  # noqa: F401  (registers TableEncoder)
 
     d = Path(directory)
     meta_path, model_path = d / META_FILE, d / MODEL_FILE
@@ -188,7 +257,6 @@ def predict(directory: str | Path, data: str | Path, out: str | Path) -> Predict
     """Predict ``data`` (CSV/Parquet with the training feature columns, or NPZ with array
     ``x``) with a saved model and write ``out`` (CSV): ``prediction`` (class names; for
     multilabel one 0/1 ``pred_<label>`` column per label) and ``proba_<class>`` columns."""
-    import pandas as pd
 
     from weightsearch import data as data_mod
 
@@ -197,22 +265,18 @@ def predict(directory: str | Path, data: str | Path, out: str | Path) -> Predict
     target = tm.meta.get("target")
     targets = [target] if isinstance(target, str) else list(target or data_mod.DEFAULT_TARGETS)
     ignore = [t for t in targets if not names or t not in names]
-    x = data_mod.load_features(
-        str(data), feature_names=names, input_shape=tm.input_shape, ignore=ignore
-    )
-    proba = tm.predict_proba(x)
-    labels = tm.decide(proba)
-    frame: dict[str, Any] = {}
-    if tm.task == "multilabel":
-        for j, c in enumerate(tm.classes):
-            frame[f"pred_{c}"] = labels[:, j]
-        counts = {c: int(labels[:, j].sum()) for j, c in enumerate(tm.classes)}
+    if tm.columns is not None and Path(data).suffix.lower() in data_mod.TABLE_SUFFIXES:
+        ignore += list(tm.columns.dropped)  # data.drop: ignored in training, so here too
+        x: Any = data_mod.load_rows(str(data), feature_names=tm.columns.names, ignore=ignore)
     else:
-        frame["prediction"] = np.asarray(tm.classes, dtype=object)[labels]
-        counts = {c: int((labels == j).sum()) for j, c in enumerate(tm.classes)}
-    for j, c in enumerate(tm.classes):
-        frame[f"proba_{c}"] = proba[:, j].astype(np.float64)
-    df = pd.DataFrame(frame)
+        x = data_mod.load_features(
+            str(data), feature_names=names, input_shape=tm.input_shape, ignore=ignore
+        )
+    df = tm.predict_frame(x)
+    if tm.task == "multilabel":
+        counts = {c: int(df[f"pred_{c}"].sum()) for c in tm.classes}
+    else:
+        counts = {c: int((df["prediction"] == c).sum()) for c in tm.classes}
     out_path = Path(out)
     write_text(out_path, df.to_csv(index=False))
     return PredictResult(out=out_path, rows=len(df), counts=counts, columns=list(df.columns))

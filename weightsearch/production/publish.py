@@ -65,13 +65,57 @@ def run_note(cfg: TrainConfig, meta: dict[str, Any]) -> str:
     )
 
 
-def inference_copy(model_path: Path) -> Any:
-    """The saved model reloaded without its compile state (loss, optimiser): the same
-    inference graph and weights, built from Keras layers only, so it loads (and serves from
-    MLflow) without weightsearch installed."""
-    import keras
+LOADER = "weightsearch.production.predict:load_model"  # how the served model reloads
 
-    return keras.models.load_model(model_path, compile=False)
+
+def served_model(
+    tracker: Any, run: str, model: Any, cfg: TrainConfig, meta: dict[str, Any],
+    model_path: Path, *, x_example: Any, train: Any, version_tags: dict[str, str],
+) -> dict[str, Any] | None:
+    """Log and register the served model: the model directory (``model_path`` and the
+    metadata so far) behind :class:`weightsearch.tracking.served.RowsModel`, with a
+    signature of the raw columns' real types and the outputs of ``x_example``."""
+    from weightsearch.production.predict import TrainedModel
+    from weightsearch.tracking import served
+
+    folder = Path(tempfile.mkdtemp(prefix="weightsearch-served-"))
+    try:
+        shutil.copy2(model_path, folder / MODEL_FILE)
+        (folder / META_FILE).write_text(json.dumps(plain(meta), indent=2) + "\n",
+                                        encoding="utf-8")
+        output = TrainedModel(model, meta, folder).predict_frame(x_example)
+        columns = train.columns
+        types = None if columns is None else {c.name: c.value_type for c in columns.features}
+        return served.log_served_model(
+            tracker, run, model_dir=folder, loader=LOADER, example=x_example, output=output,
+            column_types=types, registered_model_name=cfg.tracking["registered_model"],
+            description=run_note(cfg, meta), version_tags=version_tags,
+            training=served.training_input(
+                *training_rows(train, cfg), source=str(cfg.data["source"]),
+                name=f"{cfg.source.get('study') or 'train'}-training",
+            ),
+        )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def training_rows(train: Any, cfg: TrainConfig) -> tuple[Any, Any]:
+    """``(data, targets)`` describing the training part for MLflow: a table's raw rows with
+    a ``label`` column of class names (one 0/1 column per label for multi-label), else the
+    array and its labels."""
+    if train.columns is None and train.feature_names is None:
+        return np.asarray(train.x), np.asarray(train.y)
+    import pandas as pd
+
+    frame = (train.columns.rows(train.x) if train.columns is not None
+             else pd.DataFrame(np.asarray(train.x, dtype=np.float64), columns=train.feature_names))
+    if cfg.task == "multilabel":
+        for j, c in enumerate(cfg.classes):
+            frame[f"label_{c}"] = np.asarray(train.y)[:, j]
+        return frame, None
+    target = "label" if "label" not in frame.columns else "__label__"
+    frame[target] = np.asarray(cfg.classes, dtype=object)[np.asarray(train.y)]
+    return frame, target
 
 
 def publish(
@@ -80,7 +124,8 @@ def publish(
     meta: dict[str, Any],
     *,
     out: Path | None,
-    x_example: np.ndarray,
+    x_example: Any,
+    train: Any,
     test_y: np.ndarray | None,
     test_proba: np.ndarray | None,
     tracker: Any,
@@ -89,10 +134,14 @@ def publish(
     """Save the model to ``out`` (if given) and log it to ``tracker`` (if enabled); returns
     what MLflow holds (also stored as ``meta["mlflow"]``), ``None`` without tracking.
 
+    MLflow gets the served model (:func:`served_model`), with ``x_example`` (raw rows of
+    ``train``, the training part) as its input example and ``train`` described as the run's
+    training input.
+
     Everything is written to a temporary directory first; on any failure the MLflow run is
     ended as FAILED (KILLED on Ctrl-C) and nothing is left in ``out``."""
-    from weightsearch import tracking
     from weightsearch.storage import mask_url
+    from weightsearch.tracking import served as served_tracking
 
     src = cfg.source
     if out is None and not tracker.enabled:
@@ -119,7 +168,7 @@ def publish(
                 "mlflow.note.content": run_note(cfg, meta),
             }
             name = f"train-trial{src.get('trial', 'x')}-{time.strftime('%Y%m%d-%H%M%S')}"
-            run = tracking.start_train_run(tracker, name, tags, run_params(cfg, meta))
+            run = served_tracking.start_train_run(tracker, name, tags, run_params(cfg, meta))
             tracker.log_metric_rows(  # one request, step = epoch
                 run, [("loss", v, i) for i, v in enumerate(meta["train_loss"])]
             )
@@ -135,13 +184,8 @@ def publish(
             }
             if test is not None:
                 version_tags["weightsearch.test_macro_f1"] = f"{test['macro_f1']:.6f}"
-            logged = tracking.log_keras_model(
-                tracker,
-                run,
-                inference_copy(model_path),
-                x_example=np.asarray(x_example, dtype=np.float32),
-                registered_model_name=cfg.tracking["registered_model"],
-                description=run_note(cfg, meta),
+            logged = served_model(
+                tracker, run, model, cfg, meta, model_path, x_example=x_example, train=train,
                 version_tags=version_tags,
             )
             meta["mlflow"] = {
@@ -164,10 +208,10 @@ def publish(
                     threshold=0.5 if threshold is None else threshold,
                     title=f"held-out test set ({len(test_y)} rows)",
                 )
-            tracking.tag_other_run(
+            served_tracking.tag_other_run(
                 tracker, src.get("mlflow_run_id"), {"weightsearch.train_run_id": str(run)}
             )
-            tracking.end_run(tracker, run, "FINISHED")
+            served_tracking.end_run(tracker, run, "FINISHED")
         if out is not None:
             install_dir(tmp, out)
         else:
@@ -175,8 +219,8 @@ def publish(
     except BaseException as exc:
         if run is not None:
             try:
-                tracking.end_run(tracker, run, "KILLED" if isinstance(exc, KeyboardInterrupt)
-                                 else "FAILED")
+                status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
+                served_tracking.end_run(tracker, run, status)
             except Exception:  # noqa: BLE001 - the original error matters more
                 pass
         shutil.rmtree(tmp, ignore_errors=True)

@@ -124,7 +124,14 @@ def train_renderables(result: TrainResult) -> list[Any]:
         if ml.get("version") is not None:
             line += f"; registered model {ml['registered_model']!r} version {ml['version']}"
             line += f" ({ml['version_uri']})"
+            if ml.get("alias"):
+                line += f", now {ml['alias']}"
         items.append(line)
+        if ml.get("alias"):
+            items.append(
+                "  serve it: mlflow.pyfunc.load_model("
+                f"{ml['alias']!r}).predict(rows)  (a DataFrame of raw rows; class names back)"
+            )
     return items
 
 

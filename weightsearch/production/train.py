@@ -50,18 +50,25 @@ def load_data(cfg: TrainConfig) -> Any:
         )
     ds = data_mod.load(
         d["source"], target=d.get("target"), task=cfg.task, seed=d["seed"],
-        options=d.get("options") or None,
+        options=d.get("options") or None, **cfg.treatment(),
     )
     return match_config(cfg, ds)
 
 
 def match_config(cfg: TrainConfig, ds: Any) -> Any:
-    """``ds`` checked against the config: same classes in the same order, and the training
-    features in the training order (reordered by name where they differ only in order)."""
+    """``ds`` checked against the config: same classes in the same order, the training
+    features in the training order (reordered by name where they differ only in order), and
+    each recorded column (``data.columns``) of the same kind."""
     from weightsearch import data as data_mod
 
     d = cfg.data
     where = f"Data {ds.name!r}"
+    changed = [] if ds.columns is None else ds.columns.kind_changes(d.get("columns") or {})
+    if changed:
+        raise data_mod.DataError(
+            f"{where}: column(s) treated differently than in the study: {'; '.join(changed)} "
+            "(data.columns); set data.categorical in the config to match."
+        )
     if list(ds.classes) != cfg.classes:
         raise data_mod.DataError(
             f"{where} has classes {ds.classes}; the config (data.classes) expects {cfg.classes} "
@@ -80,9 +87,14 @@ def match_config(cfg: TrainConfig, ds: Any) -> Any:
                 f"the {len(names)} columns in data.feature_names."
             )
         order = [ds.feature_names.index(n) for n in names]
+        columns = None
+        if ds.columns is not None:
+            from weightsearch.columns import Columns
+
+            columns = Columns(tuple(ds.columns.features[i] for i in order), ds.columns.dropped)
         ds = data_mod.Dataset(
             x=ds.x[:, order], y=ds.y, classes=ds.classes, task=ds.task, name=ds.name,
-            feature_names=list(names),
+            feature_names=list(names), columns=columns,
         )
     shape = d.get("input_shape")
     if shape and tuple(ds.input_shape) != tuple(shape):
@@ -115,6 +127,7 @@ def build_from_config(cfg: TrainConfig | str | Path, data: Any) -> Any:
         n_classes=len(cfg.classes),
         apply_weights=cfg.weighting["apply_weights"],
         seed=cfg.train["seed"],
+        columns=getattr(data, "columns", None),
     )
 
 
@@ -254,6 +267,11 @@ def train_from_config(
             threshold=threshold, positive=positive, metric=metric, proba=test_proba,
         )
     weights = built.weights
+    served = built.model
+    if train.columns is not None:  # a table's model takes raw rows, keyed by column name
+        from weightsearch.preprocessing import raw_model
+
+        served = raw_model(train.columns, built.model)
     meta: dict[str, Any] = {
         "format": META_FORMAT,
         "format_version": META_VERSION,
@@ -265,6 +283,7 @@ def train_from_config(
         "positive": cfg.decision.get("positive"),
         "feature_names": None if train.feature_names is None else list(train.feature_names),
         "input_shape": list(train.input_shape),
+        "columns": None if train.columns is None else train.columns.to_dict(),
         "target": cfg.data.get("target"),
         "weights": {
             "scheme": cfg.weighting["scheme"],
@@ -285,11 +304,16 @@ def train_from_config(
         "mlflow": None,
     }
     result = TrainResult(
-        model=built.model, config=cfg, meta=meta, out=out_dir, test=test_scores,
+        model=served, config=cfg, meta=meta, out=out_dir, test=test_scores,
         test_proba=test_proba,
     )
+    example = train.x[:5] if train.columns is None else train.columns.rows(train.x[:5])
+    if train.columns is None and train.feature_names is not None:
+        import pandas as pd
+
+        example = pd.DataFrame(train.x[:5].astype(np.float64), columns=train.feature_names)
     result.mlflow = publish(
-        built.model, cfg, meta, out=out_dir, x_example=train.x[:5],
+        served, cfg, meta, out=out_dir, x_example=example, train=train,
         test_y=None if test is None else test.y, test_proba=test_proba,
         tracker=tracker, uri=uri,
     )

@@ -77,7 +77,7 @@ class NullTracker:
         return []
 
 
-def _quiet_logs() -> None:
+def quiet_logs() -> None:
     for name in ("mlflow", "alembic", "sqlalchemy", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -98,7 +98,7 @@ class MlflowTracker(NullTracker):
     def __init__(self, uri: str, experiment: str) -> None:
         from mlflow import MlflowClient
 
-        _quiet_logs()
+        quiet_logs()
 
         self.uri = uri
         self.experiment_name = experiment
@@ -410,7 +410,7 @@ def find_study_run(uri: str, experiment: str, study: str) -> tuple[str | None, s
     """
     from mlflow import MlflowClient
 
-    _quiet_logs()
+    quiet_logs()
     parsed = parse_url(uri)
     if parsed.kind == "sqlite" and parsed.path is not None and not parsed.path.is_file():
         return None, f"no MLflow database at {parsed.path}; nothing logged."
@@ -455,195 +455,3 @@ def log_report_artifacts(
             "(use --no-tracking to skip MLflow)"
         ) from exc
     return run, f"logged under {artifact_path}/ on MLflow parent run {run}."
-
-
-# ---- final models (used by `weightsearch train`) ------------------------------------------
-
-
-def start_train_run(
-    tracker: NullTracker, run_name: str, tags: dict[str, str], params: dict[str, Any]
-) -> str | None:
-    """A new top-level run in the tracker's experiment, or ``None`` when tracking is off."""
-    if not tracker.enabled:
-        return None
-    try:
-        run = tracker.client.create_run(  # type: ignore[attr-defined]
-            tracker.experiment_id, run_name=run_name, tags=tags  # type: ignore[attr-defined]
-        )
-        tracker.log_params(run.info.run_id, params)
-    except Exception as exc:
-        raise TrackingError(
-            f"cannot create an MLflow run at {mask_url(tracker.uri)!r}: "  # type: ignore[attr-defined]
-            f"{first_line(exc)} (use --no-tracking to skip MLflow)"
-        ) from exc
-    return run.info.run_id
-
-
-def end_run(tracker: NullTracker, run: str | None, status: str = "FINISHED") -> None:
-    """Terminate a run created by :func:`start_train_run` (``FINISHED``/``FAILED``/``KILLED``)."""
-    if run is not None and tracker.enabled:
-        tracker.client.set_terminated(run, status=status)  # type: ignore[attr-defined]
-
-
-def tag_other_run(tracker: NullTracker, run: str | None, tags: dict[str, str]) -> bool:
-    """Best effort: tag a run of another command (e.g. the source trial's run); ``False`` if
-    it is not in this store."""
-    if run is None or not tracker.enabled:
-        return False
-    try:
-        tracker.set_tags(run, tags)
-    except Exception:
-        return False
-    return True
-
-
-def _pip_requirements() -> list[str]:
-    """Pinned Keras and TensorFlow for the logged model (no inference: it imports the model
-    in a subprocess and may look packages up online)."""
-    from importlib import metadata
-
-    reqs = []
-    for dist in ("keras", "tensorflow-cpu", "tensorflow"):
-        try:
-            reqs.append(f"{dist}=={metadata.version(dist)}")
-        except metadata.PackageNotFoundError:
-            continue
-        if dist.startswith("tensorflow"):
-            break
-    return reqs
-
-
-@contextmanager
-def _no_requirement_check() -> Iterator[None]:
-    """Skip MLflow's check of the model's requirements against this environment while a
-    model is saved: it maps every installed distribution's files to modules first (1-3 s),
-    and :func:`_pip_requirements` pins the versions installed here anyway."""
-    import mlflow.utils.environment as env
-
-    name = "warn_dependency_requirement_mismatches"
-    check = getattr(env, name, None)
-    if check is None:  # another MLflow version: nothing to skip
-        yield
-        return
-    setattr(env, name, lambda requirements: None)
-    try:
-        yield
-    finally:
-        setattr(env, name, check)
-
-
-def output_example(model: Any, rows: int) -> Any:
-    """Zeros shaped and typed like ``rows`` rows of ``model``'s (single) output, for a
-    signature, without running the model."""
-    import numpy as np
-
-    out = model.outputs[0]
-    shape = tuple(out.shape)[1:]
-    if len(model.outputs) != 1 or any(d is None for d in shape):
-        raise ValueError(f"expected one output of a fixed shape, but got {model.outputs}.")
-    return np.zeros((rows, *shape), dtype=np.dtype(str(out.dtype)))
-
-
-def log_keras_model(
-    tracker: NullTracker,
-    run: str | None,
-    model: Any,
-    *,
-    x_example: Any,
-    registered_model_name: str | None,
-    description: str | None = None,
-    version_tags: dict[str, str] | None = None,
-) -> dict[str, Any] | None:
-    """Log ``model`` with MLflow's Keras 3 flavour, with a signature (``x_example``'s dtype
-    and shape in, the model's output dtype and shape out) and ``x_example`` as the input
-    example, on run ``run``; then register it as a new version of ``registered_model_name``
-    (created if needed).
-
-    Returns ``{"model_uri", "model_id", "registered_model", "version", "version_uri"}`` or
-    ``None`` when tracking is off. Works offline: nothing is looked up on a package index.
-    Nothing is predicted and the logged model is not reloaded: the requirements are the
-    Keras and TensorFlow installed here, pinned, and MLflow's requirement inference, its
-    check of them against the environment (1-3 s) and its serving-input check (a reload and
-    a predict, about 1 s) are skipped.
-    """
-    if run is None or not tracker.enabled:
-        return None
-    import contextlib
-    import io
-    import os
-    import types
-
-    import mlflow
-    import mlflow.keras
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-    from mlflow.models import Model, infer_signature
-
-    _quiet_logs()
-    uri = tracker.uri  # type: ignore[attr-defined]
-
-    def save_model(path: str, **kwargs: Any) -> None:
-        # MLflow 3.17's Keras flavour writes the input example before it creates the model
-        # directory (FileNotFoundError); creating it first is harmless once that is fixed.
-        os.makedirs(path, exist_ok=True)
-        kwargs.pop("validate_serving_input", None)  # an option of Model.log, not of the flavour
-        mlflow.keras.save_model(path=path, **kwargs)
-
-    flavor = types.SimpleNamespace(__name__="mlflow.keras", save_model=save_model)
-    previous_uri = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
-    try:
-        signature = infer_signature(x_example, output_example(model, len(x_example)))
-        # The flavour API reads the global tracking URI and active run: set both for this
-        # call only. Keras prints progress bars to stdout, hence the redirect.
-        mlflow.set_tracking_uri(uri)
-        nested = mlflow.active_run() is not None
-        with (
-            mlflow.start_run(run_id=run, nested=nested),
-            contextlib.redirect_stdout(io.StringIO()),
-            _no_requirement_check(),
-        ):
-            info = Model.log(
-                None,
-                name="model",
-                flavor=flavor,
-                model=model,
-                signature=signature,
-                input_example=x_example,
-                pip_requirements=_pip_requirements(),
-                validate_serving_input=False,
-            )
-        out: dict[str, Any] = {
-            "model_uri": info.model_uri,
-            "model_id": info.model_id,
-            "registered_model": None,
-            "version": None,
-            "version_uri": None,
-        }
-        if registered_model_name:
-            client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-            try:
-                client.create_registered_model(registered_model_name)
-            except MlflowException as exc:
-                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-                    raise
-            version = client.create_model_version(
-                registered_model_name,
-                source=info.model_uri,
-                run_id=run,
-                tags=version_tags or {},
-                description=description,
-                model_id=info.model_id,
-            )
-            out.update(
-                registered_model=registered_model_name,
-                version=int(version.version),
-                version_uri=f"models:/{registered_model_name}/{version.version}",
-            )
-        return out
-    except Exception as exc:
-        raise TrackingError(
-            f"cannot log the model to MLflow at {mask_url(uri)!r}: {first_line(exc)} "
-            "(use --no-tracking to skip MLflow)"
-        ) from exc
-    finally:
-        mlflow.set_tracking_uri(previous_uri)
