@@ -10,8 +10,14 @@ import pytest
 from mlflow import MlflowClient
 
 from weightsearch import tracking
-from weightsearch.tracking import served
-from weightsearch.tracking import STATUS, MlflowTracker, NullTracker, TrackingError, make_tracker
+from weightsearch.tracking import (
+    STATUS,
+    MlflowTracker,
+    NullTracker,
+    TrackingError,
+    make_tracker,
+    served,
+)
 
 EXPERIMENT = "ws-tracking-test"
 

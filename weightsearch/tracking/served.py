@@ -263,10 +263,10 @@ def training_input(data: Any, targets: Any, *, source: str, name: str) -> Any:
     """An ``mlflow.data`` dataset describing the training data (its schema, row count and
     digest; MLflow logs the description, not the rows): ``data`` a DataFrame (``targets``
     the label column in it) or an array (``targets`` the label array)."""
+    import warnings
+
     import mlflow.data
     from mlflow.data.dataset_source_registry import resolve_dataset_source
-
-    import warnings
 
     try:
         with warnings.catch_warnings():  # "can be interpreted in multiple ways": either is fine
