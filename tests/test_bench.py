@@ -126,3 +126,64 @@ def test_sub_env_puts_the_tree_first(monkeypatch: pytest.MonkeyPatch) -> None:
     assert env["EXTRA"] == "1"
     monkeypatch.delenv("PYTHONPATH")
     assert bench.sub_env()["PYTHONPATH"] == str(bench.ROOT)
+
+
+# ---- BENCHMARKS.md merged from two scripts -------------------------------------------------
+_OLD = """# Benchmarks
+
+- Date: old
+
+## Summary
+
+| id | figure | target | result | verdict |
+|---|---|---|---|---|
+| B1 | one | t | old B1 | **met** |
+| B7 | seven | t | old B7 | **not met** |
+| B10 | ten | t | old B10 | **met** |
+
+## B1: one
+
+old B1 text
+
+## B7: seven
+
+old B7 text
+
+| a | b |
+|---|---|
+
+## B10: ten
+
+old B10 text
+"""
+
+
+def test_merge_report_keeps_other_sections_and_orders_by_number() -> None:
+    new = """## Summary
+
+| id | figure | target | result | verdict |
+|---|---|---|---|---|
+| B9 | nine | t | new B9 | **not assessed** |
+| B7 | seven | t | new B7 | **met** |
+
+## B9: nine
+
+new B9 text
+
+## B7: seven
+
+new B7 text
+"""
+    merged = bench.merge_report(_OLD, new)
+    head, rows, sections = bench.split_report(merged)
+    assert head == "# Benchmarks\n\n- Date: old"  # new has no head: the old one stays
+    assert list(rows) == ["B1", "B7", "B9", "B10"]
+    assert rows["B7"] == "| B7 | seven | t | new B7 | **met** |"
+    assert rows["B1"] == "| B1 | one | t | old B1 | **met** |"
+    assert list(sections) == ["B1", "B7", "B9", "B10"]
+    assert sections["B7"] == "## B7: seven\n\nnew B7 text"
+    assert sections["B10"] == "## B10: ten\n\nold B10 text"
+
+
+def test_merge_report_with_nothing_new_is_the_old_text() -> None:
+    assert bench.merge_report(_OLD, "") == _OLD
