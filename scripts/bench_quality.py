@@ -625,6 +625,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     b = budget(args.quick, args.trials)
     do7, do9 = args.only in (None, "B7"), args.only in (None, "B9")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     sys.path.insert(0, str(ROOT))
     command = " ".join([".venv/bin/python", "scripts/bench_quality.py",
                         *(argv if argv is not None else sys.argv[1:])])
