@@ -1,4 +1,5 @@
-"""Benchmarks B1-B8 and B10, measured side by side in one run, and written to BENCHMARKS.md.
+"""Benchmarks B1-B6, B8 and B10, measured side by side in one run, and written to BENCHMARKS.md
+(B7 and B9 are scripts/bench_quality.py's; their sections there are kept).
 
     .venv/bin/python scripts/bench.py --quick     # ~15 minutes on 2 cores
     .venv/bin/python scripts/bench.py             # the full run (much longer)
@@ -8,16 +9,17 @@ failed (with its error) and the others still run. Temporary files (SQLite, journ
 stores, B10's worktree of the base revision) live in one temporary directory, deleted at the
 end; PostgreSQL databases created for B6 are dropped. BENCHMARKS.md (and
 docs/bench-b4-curve.png) are written atomically at the end. ``--only B1,B3`` runs a subset;
-``--out`` writes elsewhere than BENCHMARKS.md. Subprocesses get ``PYTHONPATH`` = this
-checkout, so they run this tree's ``weightsearch`` and not the one the virtualenv has
-installed (an editable install may point at another checkout).
+``--out`` writes elsewhere than BENCHMARKS.md. The file is merged, not replaced
+(:func:`merge_report`): the figures run replace their own summary rows and sections, every
+other section already there (B7, B9, figures left out by ``--only``) stays. Subprocesses get
+``PYTHONPATH`` = this checkout, so they run this tree's ``weightsearch`` and not the one the
+virtualenv has installed (an editable install may point at another checkout).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import dataclasses
 import datetime as dt
 import io
@@ -194,6 +196,58 @@ def replay_median_pruner(
     finally:
         optuna.logging.set_verbosity(verbosity)
     return out
+
+
+# ---- BENCHMARKS.md: one file, sections written by more than one script ---------------------
+SUMMARY_HEADER = ("| id | figure | target | result | verdict |\n"
+                  "|---|---|---|---|---|")
+
+
+def figure_key(fid: str) -> tuple[int, str]:
+    """Sort key of a figure id: ``B2`` before ``B10``."""
+    digits = "".join(ch for ch in fid if ch.isdigit())
+    return (int(digits) if digits else 0, fid)
+
+
+def split_report(text: str) -> tuple[str, dict[str, str], dict[str, str]]:
+    """BENCHMARKS.md's text → (head: everything before ``## Summary``, summary rows
+    ``{id: "| id | … |"}``, sections ``{id: "## id: …"}`` up to the next ``## ``)."""
+    head, rows, sections = [], {}, {}
+    part, current = "head", ""
+    for line in text.splitlines():
+        if line.startswith("## "):
+            title = line[3:]
+            fid = title.split(":", 1)[0].strip()
+            if title.strip() == "Summary":
+                part = "summary"
+                continue
+            part, current = "section", fid
+            sections[fid] = line
+            continue
+        if part == "head":
+            head.append(line)
+        elif part == "summary":
+            if line.startswith("| ") and not line.startswith("| id |"):
+                rows[line[2:].split(" |", 1)[0].strip()] = line
+        else:
+            sections[current] += "\n" + line
+    return "\n".join(head).strip(), rows, {k: v.strip() for k, v in sections.items()}
+
+
+def merge_report(old: str, new: str) -> str:
+    """``new``'s summary rows and sections replace ``old``'s of the same id; ``old``'s others
+    stay; all in figure order. The head (title, run, machine) is ``new``'s, or ``old``'s
+    when ``new`` has none."""
+    old_head, old_rows, old_sections = split_report(old)
+    new_head, new_rows, new_sections = split_report(new)
+    rows = {**old_rows, **new_rows}
+    sections = {**old_sections, **new_sections}
+    lines = [new_head or old_head, "", "## Summary", "", SUMMARY_HEADER]
+    lines += [rows[k] for k in sorted(rows, key=figure_key)]
+    lines.append("")
+    for k in sorted(sections, key=figure_key):
+        lines += [sections[k], ""]
+    return "\n".join(lines)
 
 
 def sub_env(tree: Path | None = None, **extra: str) -> dict[str, str]:
@@ -918,177 +972,6 @@ def bench_b6(quick: bool) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------
-# B7: outcome on the four shipped datasets
-# ---------------------------------------------------------------------------------------
-def b7_datasets(quick: bool) -> dict[str, dict[str, Any]]:
-    fraud_rows = 5000 if quick else 10000
-    ml_rows = 1500 if quick else 3000
-    return {
-        "digits-lt (CNN)": {
-            "data": {"source": "builtin:digits-lt", "test_size": 0.2,
-                     "options": {"imbalance_ratio": 20}},
-            "batch": 64,
-            "space": {
-                "weighting": {"scheme": ["none", "balanced", "sqrt", "effective_number",
-                                         "power"], "beta": [0.9, 0.9999], "p": [0.0, 2.0]},
-                "loss": {"name": ["crossentropy", "focal", "logit_adjusted"],
-                         "gamma": [0.5, 5.0], "tau": [0.5, 1.5]},
-                "model": {"arch": "cnn", "blocks": [1, 2], "filters": [8, 32],
-                          "dropout": [0.0, 0.4]},
-                "train": {"learning_rate": [5e-4, 1e-2]},
-            },
-        },
-        "breast-cancer (MLP)": {
-            "data": {"source": "builtin:breast-cancer", "test_size": 0.2},
-            "batch": 32,
-            "space": {
-                "weighting": {"scheme": ["none", "balanced", "sqrt", "effective_number",
-                                         "power"], "beta": [0.9, 0.9999], "p": [0.0, 2.0]},
-                "loss": {"name": ["crossentropy", "focal", "logit_adjusted"],
-                         "gamma": [0.5, 5.0], "tau": [0.5, 1.5]},
-                "model": {"arch": "mlp", "depth": [1, 3], "width": [16, 256],
-                          "dropout": [0.0, 0.5]},
-                "train": {"learning_rate": [3e-4, 1e-2]},
-            },
-        },
-        f"synthetic 1:99 ({fraud_rows:,} rows)": {
-            "data": {"source": "builtin:synthetic", "test_size": 0.2,
-                     "options": {"n_samples": fraud_rows, "n_features": 20,
-                                 "weights": [0.99, 0.01], "class_sep": 1.0}},
-            "batch": 128,
-            "space": {
-                "weighting": {"scheme": ["none", "balanced", "sqrt", "effective_number",
-                                         "power"], "beta": [0.99, 0.99999], "p": [0.0, 2.0]},
-                "loss": {"name": ["crossentropy", "focal", "logit_adjusted"],
-                         "gamma": [0.5, 5.0], "tau": [0.5, 1.5]},
-                "model": {"arch": "mlp", "depth": [1, 3], "width": [16, 256],
-                          "dropout": [0.0, 0.5]},
-                "train": {"learning_rate": [3e-4, 1e-2]},
-            },
-        },
-        f"multi-label ({ml_rows:,} rows)": {
-            "data": {"source": "builtin:synthetic-multilabel", "test_size": 0.2,
-                     "options": {"n_samples": ml_rows, "rates": [0.4, 0.2, 0.1, 0.05]}},
-            "batch": 64,
-            "space": {
-                "weighting": {"scheme": ["none", "balanced", "sqrt", "effective_number",
-                                         "power"], "beta": [0.9, 0.9999], "p": [0.0, 2.0]},
-                "loss": {"name": ["crossentropy", "focal", "weighted_bce", "logit_adjusted"],
-                         "gamma": [0.5, 4.0], "tau": [0.5, 1.5]},
-                "model": {"arch": "mlp", "depth": [1, 3], "width": [32, 256],
-                          "dropout": [0.0, 0.4]},
-            },
-        },
-    }
-
-
-def _cv_configs(prepared: Any, configs: list[dict[str, Any]]) -> list[Any]:
-    """Run the weightsearch CV objective on fixed configurations (an in-memory study)."""
-    import optuna
-
-    from weightsearch.objective import Objective
-    from weightsearch.space import flatten
-    from weightsearch.tracking import NullTracker
-
-    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
-    for cfg in configs:
-        study.enqueue_trial(flatten(cfg), skip_if_exists=False)
-    objective = Objective(prepared.spec, prepared.train, prepared.space, NullTracker())
-    study.optimize(objective, n_trials=len(configs))
-    return study.trials
-
-
-def _test_score(prepared: Any, cfg: dict[str, Any], epochs: int, seed: int) -> float:
-    import numpy as np
-
-    from weightsearch import metrics, training
-    from weightsearch.data import model_targets
-
-    tr, ds = prepared.train, prepared.data
-    test = ds.subset(prepared.test_idx)
-    positive = ds.positive_class if ds.positive_class is not None else 1
-    built = training.build(cfg, x=tr.x, y=tr.y, task=tr.task, n_classes=tr.n_classes,
-                           apply_weights=prepared.spec.cv.apply_weights, seed=seed)
-    built.model.fit(tr.x, model_targets(tr.y, tr.task, tr.n_classes), epochs=epochs,
-                    batch_size=prepared.spec.cv.batch_size, verbose=0, shuffle=True,
-                    **built.fit_kwargs)
-    proba = np.asarray(built.model.predict(test.x, batch_size=256, verbose=0))
-    del built
-    training.clear()
-    pred = metrics.predict_labels(proba, test.task, threshold=0.5, positive=positive)
-    return metrics.score("macro_f1", test.y, pred, task=test.task, n_classes=test.n_classes,
-                         positive=positive)
-
-
-def bench_b7(quick: bool) -> dict[str, Any]:
-    import math
-
-    from weightsearch import engines
-
-    n_trials, folds, epochs, patience = (4, 3, 6, 2) if quick else (30, 5, 30, 5)
-    seeds = [0] if quick else [0, 1, 2]
-    rows = []
-    wins = 0
-    for i, (label, ds) in enumerate(b7_datasets(quick).items()):
-        log(f"  B7 {label}")
-        spec = make_spec(
-            f"b7-{i}", data=ds["data"],
-            cv={"folds": folds, "epochs": epochs, "batch_size": ds["batch"],
-                "patience": patience},
-            search={"n_trials": n_trials, "sampler": "tpe", "pruner": "median",
-                    "n_startup_trials": 2 if quick else 8},
-            space=ds["space"])
-        prepared = engines.prepare(spec)
-        outcome = engines.run_study(prepared)
-        best = max(complete(outcome.study), key=lambda t: t.value)
-        found = best.user_attrs["config"]
-        baselines = []
-        for scheme in ("none", "balanced"):
-            cfg = copy.deepcopy(found)
-            cfg["weighting"] = {"scheme": scheme, "params": {}}
-            cfg["loss"] = {"name": "crossentropy", "params": {}}
-            baselines.append(cfg)
-        base_trials = _cv_configs(prepared, baselines)
-        entries = [("search best", found, best)] + [
-            (f"{b['weighting']['scheme']} + crossentropy", b, t)
-            for b, t in zip(baselines, base_trials, strict=True)]
-        scores = {}
-        for name, cfg, t in entries:
-            if t.value is None:
-                rows.append([label, name, None, None, None, None, "failed"])
-                continue
-            be = sorted(t.user_attrs["best_epochs"])
-            ep = int(math.floor(statistics.median(be) + 0.5))
-            test = [_test_score(prepared, cfg, ep, seed) for seed in seeds]
-            scores[name] = statistics.mean(test)
-            desc = (f"{cfg['weighting']['scheme']} + {cfg['loss']['name']}"
-                    if name == "search best" else "")
-            rows.append([label, name + (f" ({desc})" if desc else ""), t.value,
-                         t.user_attrs["cv_std"], ep, scores[name],
-                         scores[name] - scores.get("search best", scores[name])])
-        others = [v for k, v in scores.items() if k != "search best"]
-        if "search best" in scores and others and scores["search best"] > max(others):
-            wins += 1
-    n = len(b7_datasets(quick))
-    return {
-        "met": wins > n / 2,
-        "summary": f"the search's best config beats both baselines on the test split on "
-                   f"{wins} of {n} datasets",
-        "setup": (f"Per dataset: a TPE + median-pruner search of {n_trials} trials × {folds} "
-                  f"folds × ≤{epochs} epochs (patience {patience}); the best trial's config, "
-                  "and two baselines that keep its architecture and learning rate but use "
-                  "crossentropy with no weights / fixed `balanced` weights, each evaluated "
-                  "by the same CV (mean ± std over folds). Each is then retrained on the whole "
-                  "training part for the median of its own per-fold best epochs (the budget "
-                  "`train` uses) and scored on the held-out test split (macro-F1 at threshold "
-                  f"0.5), mean over retrain seeds {seeds}. The last column is the test "
-                  "difference to the search's config (negative = the search wins)."),
-        "table": table(["dataset", "config", "CV macro-F1", "fold std", "epochs",
-                        "test macro-F1", "test Δ vs search"], rows, digits=4),
-    }
-
-
-# ---------------------------------------------------------------------------------------
 # B8: trial throughput
 # ---------------------------------------------------------------------------------------
 B8 = {"rows": 12_000, "features": 12, "weights": [0.55, 0.25, 0.12, 0.05, 0.03], "folds": 5,
@@ -1436,7 +1319,6 @@ FIGURES: dict[str, tuple[str, str, Callable[[bool], dict[str, Any]]]] = {
     "B4": ("Search engines at an equal epoch budget", "ours at least as good", bench_b4),
     "B5": ("Memory", "growth < 50 MB from trial 5 to trial 100", bench_b5),
     "B6": ("Workers on PostgreSQL", "≥ 1.6× trials/min; storage < 5% of trial time", bench_b6),
-    "B7": ("Outcome on the shipped datasets", "beat both baselines on most datasets", bench_b7),
     "B8": ("Trial throughput", "a 5-fold trial ≥ 3× faster than the hand-written Keras loop",
            bench_b8),
     "B10": (f"Shipped studies: base revision {BASE_REV} vs this tree",
@@ -1488,14 +1370,6 @@ NOTES = {
            "with more cores than workers, to measure the scaling itself. The storage "
            "overhead is a fixed cost per trial (a few dozen round trips to PostgreSQL), "
            "so its share shrinks as trials get longer."),
-    "B7": ("Few trials and one retrain seed (quick) make the test comparison noisy; the "
-           "test splits are small (e.g. ~40 minority rows for breast-cancer, ~10 for 1:99 "
-           "at 5,000 rows), so a difference of a few hundredths is one or two rows. With "
-           "4 trials (quick) the search often has not moved past its first trial, the "
-           "unweighted baseline. The baselines' CV is a fresh evaluation with another "
-           "initialisation seed than the search's trials, so an identical configuration can "
-           "score differently: that spread is the noise floor of this comparison. The full "
-           "run (30 trials, 5 folds, 3 retrain seeds) is the one to judge the target by."),
     "B8": ("A 64-row step of this MLP is ~2 MFLOP, so a 5-fold trial that trains its folds "
            "one after another (the hand-written loop, and weightsearch without side-by-side "
            "folds) is bound by Keras's fixed cost per step and per epoch (callbacks, the "
@@ -1546,9 +1420,10 @@ def render(results: dict[str, dict[str, Any]], *, quick: bool, command: str, sta
     lines = [
         "# Benchmarks",
         "",
-        "Generated by `scripts/bench.py`; do not edit by hand. Every figure below was measured "
-        "in the same run, side by side, and is stated as a ratio where the issue asks for one "
-        "(absolute seconds on a shared 2-core machine mean little).",
+        "Generated by `scripts/bench.py` and `scripts/bench_quality.py` (B7, B9); do not edit "
+        "by hand. The run below is `scripts/bench.py`'s: its figures were measured in the same "
+        "run, side by side, and are stated as ratios where the issue asks for one (absolute "
+        "seconds on a shared 2-core machine mean little). B7 and B9 state their own run.",
         "",
         f"- Date: {started} (UTC)",
         f"- Command: `{command}` ({'quick' if quick else 'full'} run, "
@@ -1634,7 +1509,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         png = results.get("B4", {}).get("png")
         if png and args.out.resolve() == (ROOT / "BENCHMARKS.md").resolve():
             write_atomic(ROOT / "docs" / "bench-b4-curve.png", Path(png).read_bytes())
-        write_atomic(args.out, text.encode())
+        old = args.out.read_text() if args.out.exists() else ""
+        write_atomic(args.out, merge_report(old, text).encode())
         log(f"wrote {args.out} in {seconds / 60:.1f} minutes")
     finally:
         shutil.rmtree(TMP, ignore_errors=True)

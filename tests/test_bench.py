@@ -1,9 +1,10 @@
-"""Pure helpers of scripts/bench.py (no timing, no TensorFlow)."""
+"""Pure helpers of scripts/bench.py and scripts/bench_quality.py (no timing, no TensorFlow)."""
 
 from __future__ import annotations
 
 import importlib.util
 import math
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,6 +15,8 @@ _SPEC = importlib.util.spec_from_file_location("ws_bench", _PATH)
 assert _SPEC is not None and _SPEC.loader is not None
 bench = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(bench)
+sys.path.insert(0, str(_PATH.parent))
+import bench_quality as quality  # noqa: E402
 
 
 def test_ratio() -> None:
@@ -126,3 +129,104 @@ def test_sub_env_puts_the_tree_first(monkeypatch: pytest.MonkeyPatch) -> None:
     assert env["EXTRA"] == "1"
     monkeypatch.delenv("PYTHONPATH")
     assert bench.sub_env()["PYTHONPATH"] == str(bench.ROOT)
+
+
+# ---- BENCHMARKS.md merged from two scripts -------------------------------------------------
+_OLD = """# Benchmarks
+
+- Date: old
+
+## Summary
+
+| id | figure | target | result | verdict |
+|---|---|---|---|---|
+| B1 | one | t | old B1 | **met** |
+| B7 | seven | t | old B7 | **not met** |
+| B10 | ten | t | old B10 | **met** |
+
+## B1: one
+
+old B1 text
+
+## B7: seven
+
+old B7 text
+
+| a | b |
+|---|---|
+
+## B10: ten
+
+old B10 text
+"""
+
+
+def test_merge_report_keeps_other_sections_and_orders_by_number() -> None:
+    new = """## Summary
+
+| id | figure | target | result | verdict |
+|---|---|---|---|---|
+| B9 | nine | t | new B9 | **not assessed** |
+| B7 | seven | t | new B7 | **met** |
+
+## B9: nine
+
+new B9 text
+
+## B7: seven
+
+new B7 text
+"""
+    merged = bench.merge_report(_OLD, new)
+    head, rows, sections = bench.split_report(merged)
+    assert head == "# Benchmarks\n\n- Date: old"  # new has no head: the old one stays
+    assert list(rows) == ["B1", "B7", "B9", "B10"]
+    assert rows["B7"] == "| B7 | seven | t | new B7 | **met** |"
+    assert rows["B1"] == "| B1 | one | t | old B1 | **met** |"
+    assert list(sections) == ["B1", "B7", "B9", "B10"]
+    assert sections["B7"] == "## B7: seven\n\nnew B7 text"
+    assert sections["B10"] == "## B10: ten\n\nold B10 text"
+
+
+def test_merge_report_with_nothing_new_is_the_old_text() -> None:
+    assert bench.merge_report(_OLD, "") == _OLD
+
+
+# ---- scripts/bench_quality.py's pure helpers ------------------------------------------------
+def test_gap_closed_and_b7_verdict() -> None:
+    # HGB leads the best MLP baseline (0.80) by 0.10; the search closes 0.06 of it
+    assert quality.gap_closed(0.86, 0.80, 0.90) == pytest.approx(0.6)
+    assert quality.gap_closed(0.86, 0.80, 0.78) is None  # trees do not lead
+    v = quality.b7_verdict({"search": 0.84, "none": 0.80, "balanced": 0.78, "hgb": 0.90})
+    assert v["above"] and v["closed"] == pytest.approx(0.4) and not v["met"]
+    v = quality.b7_verdict({"search": 0.79, "none": 0.80, "balanced": 0.70, "hgb": 0.60})
+    assert not v["above"] and v["closed"] is None and not v["met"]
+    v = quality.b7_verdict({"search": 0.85, "none": 0.80, "balanced": 0.70, "hgb": 0.60})
+    assert v["met"]
+
+
+def test_mean_std_and_pm() -> None:
+    assert quality.mean_std([1.0, 3.0]) == (2.0, pytest.approx(math.sqrt(2.0)))
+    assert quality.mean_std([0.5]) == (0.5, 0.0)
+    assert quality.pm([0.1, 0.3]) == "0.200 ± 0.141"
+    assert quality.pm([0.1, None]) == "0.100 ± 0.000 (n=1)"
+    assert quality.pm([None]) == "—"
+
+
+def test_weighted_argmax() -> None:
+    proba = [[0.5, 0.3, 0.2], [0.4, 0.1, 0.5]]
+    assert quality.weighted_argmax(proba, [1.0, 1.0, 1.0]).tolist() == [0, 2]
+    # weights 1, 2, 1: row 0 → 0.5, 0.6, 0.2 picks class 1
+    assert quality.weighted_argmax(proba, [1.0, 2.0, 1.0]).tolist() == [1, 2]
+
+
+def test_won_row_fills_defaults() -> None:
+    config = {"weighting": {"scheme": "sqrt", "params": {}},
+              "loss": {"name": "focal", "params": {"gamma": 2.0}},
+              "model": {"arch": "mlp", "params": {"width": 32}},
+              "train": {"learning_rate": 0.001}}
+    row = quality.won_row(config, {"width": 64, "depth": 2, "dropout": 0.1})
+    assert row["scheme"] == "sqrt"
+    assert row["loss"] == "focal (gamma 2.000)"
+    assert (row["width"], row["depth"], row["dropout"]) == (32, 2, 0.1)
+    assert row["numeric"] is None and row["learning_rate"] == 0.001
