@@ -165,3 +165,41 @@ def test_the_registered_pyfunc_serves_raw_rows_in_a_fresh_process(rows) -> None:
     assert lines[1] == str(expected)
     assert lines[2] == str(["prediction", "proba_sick", "proba_well"])
     assert lines[3] == "True"  # loaded by MLflow itself: the user imported no weightsearch
+
+
+@pytest.mark.slow
+def test_the_fold_ensemble_is_a_final_model_and_is_scored_beside_the_refit(rows, capsys) -> None:
+    tmp = rows["tmp"]
+    text = rows["config"].read_text()
+    assert 'final = "refit"' in text and 'fold_ensemble = "fold_ensemble/model.keras"' in text
+    refit = json.loads((rows["model_dir"] / "weightsearch.json").read_text())
+    assert refit["final"] == "refit" and refit["test_other"]["final"] == "fold_ensemble"
+
+    ens_cfg = tmp / "ensemble.toml"
+    ens_cfg.write_text(text.replace('final = "refit"', 'final = "fold_ensemble"'))
+    capsys.readouterr()
+    assert main(["train", str(ens_cfg), "--out", str(tmp / "ens")]) == 0
+    printed = capsys.readouterr().out
+    assert "final model: the fold ensemble (train.final), the mean of trial" in printed
+    ens = json.loads((tmp / "ens" / "weightsearch.json").read_text())
+    assert ens["final"] == "fold_ensemble" and ens["fold_models"] == 2
+    assert ens["train_loss"] == [] and ens["test_other"] is None  # nothing was retrained
+    # the same ensemble on the same test rows, fetched twice: the same scores
+    assert ens["test"]["macro_f1"] == pytest.approx(refit["test_other"]["macro_f1"], abs=1e-12)
+    assert ens["test"]["confusion"] == refit["test_other"]["confusion"]
+
+    import weightsearch
+
+    tm = weightsearch.load_model(tmp / "ens")  # serves raw rows like the refit
+    frame = pd.read_csv(rows["new_csv"])
+    proba = tm.predict_proba(frame)
+    assert proba.shape == (4, 2) and np.allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+
+    # a trial without saved fold models: one clear line
+    bare = tmp / "bare.toml"
+    bare.write_text(
+        ens_cfg.read_text().replace('fold_ensemble = "fold_ensemble/model.keras"\n', ""))
+    assert main(["train", str(bare), "--out", str(tmp / "bare")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "train.final: 'fold_ensemble' needs trial" in err[0]
+    assert "set train.final = 'refit'" in err[0] and not (tmp / "bare").exists()

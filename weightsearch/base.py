@@ -15,6 +15,9 @@ CATEGORICAL_AUTO = "auto"
 #: ``data.missing``: impute (median + indicator, or the OOV bucket) or refuse a hole.
 MISSING_MODES = ("impute", "error")
 APPLICATIONS = ("loss", "sample_weight", "class_weight")
+#: The final model (``search.final``, ``train.final``): retrained on the whole training part,
+#: or the chosen trial's K fold models averaged (already trained by the CV).
+FINAL_MODELS = ("refit", "fold_ensemble")
 
 SPACE_SECTIONS = ("weighting", "loss", "model", "train")
 
@@ -67,6 +70,7 @@ __all__ = [
     "CHOICE_KEYS",
     "CLASS_WEIGHT_MULTILABEL",
     "COMPONENT_KEYS",
+    "FINAL_MODELS",
     "SPACE_SECTIONS",
     "TASKS",
     "application_problem",

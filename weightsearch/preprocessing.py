@@ -38,7 +38,8 @@ from keras import ops
 
 from weightsearch.columns import Columns, embedding_dim, texts
 
-__all__ = ["NUMERIC_ENCODINGS", "TableEncoder", "encode", "raw_model"]
+__all__ = ["NUMERIC_ENCODINGS", "TableEncoder", "encode", "encoder_columns", "raw_model",
+           "row_inputs"]
 
 #: ``space.model.numeric`` choices, in the order the space lists them.
 NUMERIC_ENCODINGS = ("standardize", "quantile", "piecewise_linear")
@@ -213,6 +214,18 @@ def raw_model(columns: Columns, core: keras.Model, name: str = "weightsearch_row
     with warnings.catch_warnings():  # a name with "/" is keyed as given, named with "_"
         warnings.filterwarnings("ignore", message="When providing `inputs` as a dict")
         return keras.Model(inputs, core(x), name=name)
+
+
+def encoder_columns(model: keras.Model) -> Columns | None:
+    """The :class:`~weightsearch.columns.Columns` of the first :class:`TableEncoder` in
+    ``model`` (nested models searched too), or ``None`` without one."""
+    stack = list(model.layers)
+    while stack:
+        layer = stack.pop(0)
+        if isinstance(layer, TableEncoder):
+            return layer.columns
+        stack.extend(getattr(layer, "layers", ()))
+    return None
 
 
 def row_inputs(columns: Columns, frame: Any) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from weightsearch._registry import normalise_name
 from weightsearch.base import (
     APPLICATIONS,
     CATEGORICAL_AUTO,
+    FINAL_MODELS,
     MISSING_MODES,
     SPACE_SECTIONS,
     TASKS,
@@ -90,6 +91,7 @@ class SearchSpec:
     grace_period: int = 90
     trials_per_process: int = 0
     baseline_first: bool = True
+    final: str = "refit"
 
 
 @dataclass(frozen=True)
@@ -350,6 +352,7 @@ def _check_search(c: Checker, raw: dict[str, Any]) -> SearchSpec:
     per_process = c.integer(
         "search.trials_per_process", raw.get("trials_per_process", d.trials_per_process), 0
     )
+    final = c.string("search.final", raw.get("final", d.final), FINAL_MODELS)
     if heartbeat and grace and grace <= heartbeat:
         c.add("search.grace_period", f"must exceed search.heartbeat_interval ({heartbeat}), "
               f"but got {grace}.")
@@ -366,6 +369,7 @@ def _check_search(c: Checker, raw: dict[str, Any]) -> SearchSpec:
         grace_period=grace or d.grace_period,
         trials_per_process=per_process or 0,
         baseline_first=d.baseline_first if baseline is None else baseline,
+        final=final or d.final,
     )
 
 

@@ -14,7 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from weightsearch.base import APPLICATIONS, COMPONENT_KEYS, TASKS, application_problem
+from weightsearch.base import (
+    APPLICATIONS,
+    COMPONENT_KEYS,
+    FINAL_MODELS,
+    TASKS,
+    application_problem,
+)
 from weightsearch.spec import Checker, SpecError, check_plugins, check_treatment_keys, dumps_toml
 from weightsearch.storage import DEFAULT_MLFLOW_URI
 
@@ -23,7 +29,7 @@ REQUIRED = ("data", "weighting", "loss", "model", "train")
 DATA_KEYS = ("source", "target", "task", "test_size", "seed", "options", "classes",
              "feature_names", "input_shape", "categorical", "missing", "drop", "columns")
 COLUMN_KINDS = ("numeric", "categorical")
-TRAIN_KEYS = ("optimizer", "learning_rate", "batch_size", "epochs", "seed")
+TRAIN_KEYS = ("optimizer", "learning_rate", "batch_size", "epochs", "seed", "final")
 TRACKING_KEYS = ("enabled", "mlflow_uri", "experiment", "registered_model")
 
 
@@ -140,7 +146,9 @@ COMMENTS = {
     "model": "The architecture and its parameters (defaults filled in).",
     "train": (
         "Optimiser and schedule. There is no validation set to stop on, so epochs is the\n"
-        "median of the trial's per-fold best epochs, rounded."
+        "median of the trial's per-fold best epochs, rounded. final: \"refit\" trains one\n"
+        "model on the whole training part; \"fold_ensemble\" averages the trial's K fold\n"
+        "models (each at its best epoch, saved in the trial's MLflow run): nothing to train."
     ),
     "decision": (
         "Decision rule. binary: predict `positive` when P(positive) >= threshold;\n"
@@ -363,6 +371,7 @@ def _check_train(c: Checker, t: dict[str, Any], *, seed: int) -> dict[str, Any]:
         "batch_size": c.integer("train.batch_size", t.get("batch_size", 64), 1),
         "epochs": c.integer("train.epochs", t.get("epochs", 10), 1),
         "seed": c.integer("train.seed", t.get("seed", seed), 0),
+        "final": c.string("train.final", t.get("final", FINAL_MODELS[0]), FINAL_MODELS),
     }
 
 

@@ -147,6 +147,7 @@ def config_from_trial(study: Any, trial: Any, storage: str) -> TrainConfig:
         "cv_std": attrs.get("cv_std"),
         "cv_value_tuned": attrs.get("cv_value_tuned"),
         "cv_folds": cv.get("folds"),
+        "fold_ensemble": attrs.get("fold_ensemble"),
         "best_epochs": best_epochs,
         "exported": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -188,6 +189,7 @@ def config_from_trial(study: Any, trial: Any, storage: str) -> TrainConfig:
             "batch_size": int(cv.get("batch_size", 64)),
             "epochs": median_epochs(best_epochs, cv.get("epochs", 10)),
             "seed": seed,
+            "final": spec.get("search", {}).get("final", "refit"),
         },
         "decision": decision,
         "tracking": {

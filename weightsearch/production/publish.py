@@ -36,6 +36,7 @@ def run_params(cfg: TrainConfig, meta: dict[str, Any]) -> dict[str, Any]:
             "epochs": cfg.train["epochs"],
             "batch_size": cfg.train["batch_size"],
             "seed": cfg.train["seed"],
+            "final": cfg.train["final"],
             "data": cfg.data["source"],
             "test_size": cfg.data["test_size"],
             "train_rows": meta["train_rows"],
@@ -176,6 +177,9 @@ def publish(
                 scores = {"test_macro_f1": test["macro_f1"],
                           f"test_{test['metric']}": test["value"]}
                 scores.update({f"test_f1.{c}": v for c, v in test["per_class_f1"].items()})
+                other = meta.get("test_other")
+                if other:  # the other final model, scored on the same test set
+                    scores[f"test_macro_f1.{other['final']}"] = other["macro_f1"]
                 tracker.log_metrics(run, scores)
             version_tags = {
                 "weightsearch.study": str(src.get("study", "")),

@@ -103,6 +103,10 @@ def train_renderables(result: TrainResult) -> list[Any]:
         )
         items.append(f"trained {meta['epochs']} epoch(s) on {meta['train_rows']} rows in "
                      f"{meta['fit_seconds']:.1f} s; class weights {shown}")
+    if meta.get("final") == "fold_ensemble":
+        items.append(f"final model: the fold ensemble (train.final), the mean of trial "
+                     f"{cfg.source.get('trial', '?')}'s {meta.get('fold_models')} fold models "
+                     "from its MLflow run; nothing retrained")
     test = result.test
     if test is None:
         items.append("no held-out test split (data.test_size = 0): nothing to evaluate.")
@@ -116,6 +120,14 @@ def train_renderables(result: TrainResult) -> list[Any]:
             f"[/bold]{extra}" + (f"  ({cv})" if cv else "") + f" · {decision_text(cfg)}"
         )
         items.extend(test_tables(test, cfg.classes, cfg.task))
+        other = meta.get("test_other")
+        if other:
+            chosen = meta.get("final", "refit").replace("_", " ")
+            items.append(
+                f"the other final model, the {other['final'].replace('_', ' ')}, on the same "
+                f"test set: macro-F1 {other['macro_f1']:.4f} (this model, the {chosen}: "
+                f"{test['macro_f1']:.4f}; train.final chooses)"
+            )
     if result.out is not None:
         items.append(f"[green]saved[/green] {result.out}/{MODEL_FILE} and {result.out}/{META_FILE}")
     ml = result.mlflow

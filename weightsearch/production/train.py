@@ -131,6 +131,40 @@ def build_from_config(cfg: TrainConfig | str | Path, data: Any) -> Any:
     )
 
 
+def refit(
+    cfg: TrainConfig, train: Any, on_epoch: Callable[[int, dict[str, float]], None] | None
+) -> tuple[Any, list[float], float, Any]:
+    """``train.final = "refit"``: the config's model trained on all of ``train`` for
+    ``train.epochs`` epochs. Returns ``(model, losses, fit seconds, class weights)``."""
+    import keras
+
+    from weightsearch import data as data_mod
+
+    built = build_from_config(cfg, train)
+    callbacks = []
+    if on_epoch is not None:
+        callbacks.append(keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: on_epoch(epoch, dict(logs or {}))
+        ))
+    fit_start = time.perf_counter()
+    history = built.model.fit(
+        train.x,
+        data_mod.model_targets(train.y, cfg.task, len(cfg.classes)),
+        epochs=cfg.train["epochs"],
+        batch_size=cfg.train["batch_size"],
+        shuffle=True,
+        verbose=0,
+        callbacks=callbacks,
+        **built.fit_kwargs,
+    )
+    fit_seconds = time.perf_counter() - fit_start
+    losses = [float(v) for v in history.history.get("loss", [])]
+    bad = [i for i, v in enumerate(losses) if not math.isfinite(v)]
+    if bad:
+        raise TrainFailed(f"the loss became NaN or inf at epoch {bad[0] + 1}; nothing was saved.")
+    return built.model, losses, fit_seconds, built.weights
+
+
 def evaluate(
     model: Any, x: np.ndarray, y: np.ndarray, *, task: str, classes: list[str],
     threshold: Any, positive: int, metric: str = "macro_f1", proba: np.ndarray | None = None,
@@ -193,9 +227,12 @@ def train_from_config(
 ) -> TrainResult:
     """Train the final model a config describes on all of its training data.
 
-    The study's hold-out split is re-made (``data.test_size``, ``data.seed``) and the model
-    is trained on the training part for ``train.epochs`` epochs, with class weights
-    recomputed on that part; it is then evaluated on the test part (if any).
+    The study's hold-out split is re-made (``data.test_size``, ``data.seed``). With
+    ``train.final = "refit"`` the model is trained on the training part for
+    ``train.epochs`` epochs, with class weights recomputed on that part; with
+    ``"fold_ensemble"`` the trial's fold models are fetched from its MLflow run instead
+    (:mod:`weightsearch.production.ensemble`). The model is evaluated on the test part (if
+    any), and so is the other final model where it exists (``meta["test_other"]``).
 
     ``data`` replaces the config's data source (same columns and classes). With ``out``,
     ``out/model.keras`` and ``out/weightsearch.json`` are written (through a temporary
@@ -206,7 +243,6 @@ def train_from_config(
     :class:`~weightsearch.data.Dataset` in memory, e.g. from ``weightsearch.search``) replaces
     the data source, checked the same way.
     """
-    import keras
 
     from weightsearch import data as data_mod
     from weightsearch import tracking, training
@@ -234,44 +270,46 @@ def train_from_config(
 
     training.configure_threads()
     training.clear()
-    built = build_from_config(cfg, train)
-    callbacks = []
-    if on_epoch is not None:
-        callbacks.append(keras.callbacks.LambdaCallback(
-            on_epoch_end=lambda epoch, logs: on_epoch(epoch, dict(logs or {}))
-        ))
-    fit_start = time.perf_counter()
-    history = built.model.fit(
-        train.x,
-        data_mod.model_targets(train.y, cfg.task, len(cfg.classes)),
-        epochs=cfg.train["epochs"],
-        batch_size=cfg.train["batch_size"],
-        shuffle=True,
-        verbose=0,
-        callbacks=callbacks,
-        **built.fit_kwargs,
-    )
-    fit_seconds = time.perf_counter() - fit_start
-    losses = [float(v) for v in history.history.get("loss", [])]
-    bad = [i for i, v in enumerate(losses) if not math.isfinite(v)]
-    if bad:
-        raise TrainFailed(f"the loss became NaN or inf at epoch {bad[0] + 1}; nothing was saved.")
+    final = cfg.train["final"]
     metric = cfg.source.get("metric") or "macro_f1"
     if metric == "positive_f1" and cfg.task != "binary":
         metric = "macro_f1"
-    test_scores = test_proba = None
-    if test is not None:
-        test_proba = built.model.predict(test.x, batch_size=1024, verbose=0)
-        test_scores = evaluate(
-            built.model, test.x, test.y, task=cfg.task, classes=cfg.classes,
-            threshold=threshold, positive=positive, metric=metric, proba=test_proba,
-        )
-    weights = built.weights
-    served = built.model
-    if train.columns is not None:  # a table's model takes raw rows, keyed by column name
-        from weightsearch.preprocessing import raw_model
 
-        served = raw_model(train.columns, built.model)
+    def scores(proba: np.ndarray) -> dict[str, Any]:
+        return evaluate(None, test.x, test.y, task=cfg.task, classes=cfg.classes,
+                        threshold=threshold, positive=positive, metric=metric, proba=proba)
+
+    # the trial's fold ensemble: the final model, or (when tracked) scored beside the refit
+    from weightsearch.production import ensemble as ens_mod
+
+    ens = (ens_mod.fetch(cfg, uri, required=True) if final == "fold_ensemble"
+           else ens_mod.fetch(cfg, uri, required=False) if track and test is not None
+           else None)
+    test_scores = test_proba = other = None
+    losses: list[float] = []
+    fit_seconds, weights, columns = 0.0, None, train.columns
+    if final == "refit":
+        served, losses, fit_seconds, weights = refit(cfg, train, on_epoch)
+        if test is not None:
+            core = served
+            if train.columns is not None:  # a table's model takes raw rows, by column name
+                from weightsearch.preprocessing import raw_model
+
+                served = raw_model(train.columns, core)
+            test_proba = np.asarray(core.predict(test.x, batch_size=1024, verbose=0))
+            test_scores = scores(test_proba)
+        elif train.columns is not None:
+            from weightsearch.preprocessing import raw_model
+
+            served = raw_model(train.columns, served)
+        if ens is not None:
+            other = {"final": "fold_ensemble", "folds": ens.folds,
+                     **scores(ens.predict(train.columns, test.x))}
+    else:
+        served, columns = ens.model, ens.columns
+        if test is not None:
+            test_proba = ens.predict(train.columns, test.x)
+            test_scores = scores(test_proba)
     meta: dict[str, Any] = {
         "format": META_FORMAT,
         "format_version": META_VERSION,
@@ -283,7 +321,9 @@ def train_from_config(
         "positive": cfg.decision.get("positive"),
         "feature_names": None if train.feature_names is None else list(train.feature_names),
         "input_shape": list(train.input_shape),
-        "columns": None if train.columns is None else train.columns.to_dict(),
+        "columns": None if columns is None else columns.to_dict(),
+        "final": final,
+        "fold_models": None if ens is None else ens.folds,
         "target": cfg.data.get("target"),
         "weights": {
             "scheme": cfg.weighting["scheme"],
@@ -298,6 +338,7 @@ def train_from_config(
         "train_loss": losses,
         "fit_seconds": round(fit_seconds, 3),
         "test": test_scores,
+        "test_other": other,  # the other final model, where it exists: its held-out scores
         "source": dict(cfg.source),
         "data_source": cfg.data["source"],
         "config": cfg.to_dict(),

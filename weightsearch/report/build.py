@@ -67,6 +67,10 @@ def build_report(
     tspec = spec.get("tracking", {}) or {}
     uri = tracking_uri or (tspec.get("mlflow_uri") if tspec.get("enabled", True) else None)
     experiment = tspec.get("experiment") or spec.get("name") or study_name
+    if track and uri:
+        from weightsearch.tracking.served import train_runs
+
+        rep.final_models = train_runs(uri, experiment, study_name)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:

@@ -81,6 +81,10 @@ def render_html(rep: StudyReport, images: dict[str, bytes]) -> str:
         "rarest class first. "
         "Weighting usually raises the rare classes and may lower the frequent ones.</p>",
         _table(*format_per_class(rep.per_class)) if rep.per_class else "<p>–</p>",
+        "<h2>Final models</h2>",
+        f"<p class='note'>{esc(rep.final_note)}</p>",
+        _table(*rep.final_rows()) if rep.final_models else
+        "<p>No final model trained yet (<code>weightsearch train</code>).</p>",
     ]
     for key, caption in CAPTIONS.items():
         if key in images:

@@ -42,6 +42,33 @@ class StudyReport:
     files: list[Path] = field(default_factory=list)
     mlflow_run_id: str | None = None
     mlflow_note: str = ""
+    final: str = "refit"  # search.final: the final model export writes into the config
+    final_models: list[dict[str, Any]] = field(default_factory=list)  # the train runs
+
+    @property
+    def final_note(self) -> str:
+        """Which final model ``export`` configures (``search.final``) and what it means."""
+        how = ("the best trial's fold models, averaged (nothing retrained)"
+               if self.final == "fold_ensemble" else "retrained on the whole training part")
+        return (f"Final model: {self.final.replace('_', ' ')} (search.final): {how}; "
+                "train.final in the exported config chooses, and `train` scores the other "
+                "on the same test set where it exists.")
+
+    def final_rows(self) -> tuple[list[str], list[list[str]]]:
+        """The final models ``train`` made from this study (newest first), with the held-out
+        test macro-F1 of each and of the other final model where train scored both."""
+        def cell(v: Any) -> str:
+            return "–" if v is None else f"{v:.4f}"
+
+        headers = ["trial", "final model", "test macro-F1", "other final model", "its test"]
+        rows = []
+        for m in self.final_models:
+            other = next(iter(m["other"].items()), (None, None))
+            rows.append([str(m["trial"]), m["final"].replace("_", " "),
+                         cell(m["test_macro_f1"]),
+                         "–" if other[0] is None else other[0].replace("_", " "),
+                         cell(other[1])])
+        return headers, rows
 
     @property
     def baseline_note(self) -> str:
@@ -97,4 +124,5 @@ def analyse(study: Any, top: int = 10) -> StudyReport:
         schemes=comparison_rows(trials, "scheme", baseline),
         losses=comparison_rows(trials, "loss", baseline),
         per_class=per_class_rows(best, baseline) if best is not None else [],
+        final=str(spec.get("search", {}).get("final", "refit")),
     )

@@ -69,6 +69,10 @@ def terminal_renderables(rep: StudyReport) -> list[Any]:
             f"baseline trial {rep.baseline.number}" if rep.baseline is not None else "no baseline"
         )
         out.append(_table(title, *format_per_class(rep.per_class)))
+    out.append(rep.final_note)
+    if rep.final_models:
+        out.append(_table("Final models (weightsearch train runs, newest first)",
+                          *rep.final_rows()))
     if rep.out_dir is not None:
         out.append(f"Report: {rep.out_dir / HTML_NAME} ({len(rep.files)} files in {rep.out_dir})")
     if rep.mlflow_note:

@@ -277,3 +277,58 @@ def training_input(data: Any, targets: Any, *, source: str, name: str) -> Any:
     if hasattr(data, "columns"):
         return mlflow.data.from_pandas(data, source=src, targets=targets, name=name)
     return mlflow.data.from_numpy(data, source=src, targets=targets, name=name)
+
+
+def fetch_artifact(uri: str, run: str, path: str, dst: str | Path) -> str:
+    """Download artifact ``path`` of MLflow run ``run`` into ``dst``; the local path."""
+    from mlflow import MlflowClient
+
+    quiet_logs()
+    try:
+        return str(MlflowClient(tracking_uri=uri).download_artifacts(run, path, str(dst)))
+    except Exception as exc:
+        raise TrackingError(
+            f"cannot fetch {path!r} of MLflow run {run} from {mask_url(uri)!r}: "
+            f"{first_line(exc)}"
+        ) from exc
+
+
+def train_runs(uri: str, experiment: str, study: str, limit: int = 20) -> list[dict[str, Any]]:
+    """The final-model runs of ``study`` (``weightsearch train``), newest first: ``run``,
+    ``trial``, ``final`` (refit or fold_ensemble), ``test_macro_f1`` and ``other`` ({the
+    other final model: its test macro-F1}, where train scored it). A local SQLite store that
+    does not exist gives ``[]`` (and is not created)."""
+    from mlflow import MlflowClient
+
+    from weightsearch.storage import parse_url
+
+    quiet_logs()
+    parsed = parse_url(uri)
+    if parsed.kind == "sqlite" and parsed.path is not None and not parsed.path.is_file():
+        return []
+    try:
+        client = MlflowClient(tracking_uri=uri)
+        exp = client.get_experiment_by_name(experiment)
+        if exp is None:
+            return []
+        runs = client.search_runs(
+            [exp.experiment_id], filter_string="tags.`weightsearch.role` = 'train'",
+            order_by=["attributes.start_time DESC"], max_results=limit,
+        )
+    except Exception as exc:
+        raise TrackingError(
+            f"cannot use the MLflow tracking URI {mask_url(uri)!r}: {first_line(exc)} "
+            "(use --no-tracking to skip MLflow)"
+        ) from exc
+    prefix = "test_macro_f1."
+    return [
+        {
+            "run": r.info.run_id,
+            "trial": r.data.tags.get("weightsearch.source_trial", "?"),
+            "final": r.data.params.get("final", "refit"),
+            "test_macro_f1": r.data.metrics.get("test_macro_f1"),
+            "other": {k[len(prefix):]: v for k, v in r.data.metrics.items()
+                      if k.startswith(prefix)},
+        }
+        for r in runs if r.data.tags.get("weightsearch.study") == study
+    ]
