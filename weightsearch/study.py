@@ -95,7 +95,8 @@ def prepare(spec: Spec, dataset: Any = None) -> Prepared:
              "MLflow a database of its own."],
             where,
         )
-    space = check_space(spec, task=ds.task, data_kind=ds.kind, input_shape=ds.input_shape)
+    space = check_space(spec, task=ds.task, data_kind=ds.kind, input_shape=ds.input_shape,
+                        table=ds.columns is not None)
     return Prepared(spec=spec, data=ds, train=train, test_idx=test_idx, space=space)
 
 

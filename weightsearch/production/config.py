@@ -64,6 +64,8 @@ class TrainConfig:
                       "params": dict(getattr(self, section)["params"])}
             for section, key in COMPONENT_KEYS.items()
         }
+        if "numeric" in self.model:
+            out["model"]["numeric"] = dict(self.model["numeric"])
         out["train"] = {k: self.train[k] for k in ("learning_rate", "optimizer")}
         return out
 
@@ -130,7 +132,11 @@ COMMENTS = {
         f"apply_weights: {' | '.join(APPLICATIONS)}."
     ),
     "loss": "The loss and its parameters.",
-    "model": "The architecture and its parameters (defaults filled in).",
+    "model": (
+        "The architecture and its parameters (defaults filled in). A table's numeric columns\n"
+        "are encoded as model.numeric says (standardize | quantile | piecewise_linear, with\n"
+        "bins), fitted on the training data inside the model."
+    ),
     "train": (
         "Optimiser and schedule. There is no validation set to stop on, so epochs is the\n"
         "median of the trial's per-fold best epochs, rounded."
@@ -316,7 +322,8 @@ def _check_names(c: Checker, tables: dict[str, Any], present: set[str]) -> dict[
     names: dict[str, str] = {}
     for section, key in COMPONENT_KEYS.items():
         table = tables[section]
-        allowed = (key, "params", "apply_weights") if section == "weighting" else (key, "params")
+        allowed = {"weighting": (key, "params", "apply_weights"),
+                   "model": (key, "params", "numeric")}.get(section, (key, "params"))
         c.unknown_keys(section, table, allowed)
         if section not in present:
             continue
@@ -401,6 +408,8 @@ def _check_components(
             section: {key: names[section], "params": _params_table(tables[section])}
             for section, key in COMPONENT_KEYS.items()
         }
+        if "numeric" in tables["model"]:
+            raw["model"]["numeric"] = tables["model"]["numeric"]
         raw["train"] = {k: tables["train"][k] for k in ("learning_rate", "optimizer")
                         if k in tables["train"]}
         from weightsearch.space import check_config

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -80,9 +80,12 @@ def match_config(cfg: TrainConfig, ds: Any) -> Any:
                 f"the {len(names)} columns in data.feature_names."
             )
         order = [ds.feature_names.index(n) for n in names]
+        columns = None if ds.columns is None else replace(
+            ds.columns, features=tuple(ds.columns.features[i] for i in order)
+        )
         ds = data_mod.Dataset(
             x=ds.x[:, order], y=ds.y, classes=ds.classes, task=ds.task, name=ds.name,
-            feature_names=list(names),
+            feature_names=list(names), columns=columns,
         )
     shape = d.get("input_shape")
     if shape and tuple(ds.input_shape) != tuple(shape):
@@ -96,8 +99,9 @@ def match_config(cfg: TrainConfig, ds: Any) -> Any:
 def build_from_config(cfg: TrainConfig | str | Path, data: Any) -> Any:
     """Compile the model a config describes, adapted and weighted on ``data``.
 
-    ``data`` is a :class:`~weightsearch.data.Dataset` or ``(x, y)`` with ``y`` integer labels
-    ``0..C-1`` (or 0/1 multi-hot for multilabel). Returns a
+    ``data`` is a :class:`~weightsearch.data.Dataset` (a table's ``columns`` put the
+    search's encoder first) or ``(x, y)`` with ``y`` integer labels ``0..C-1`` (or 0/1
+    multi-hot for multilabel). Returns a
     :class:`~weightsearch.training.Built`: ``.model`` (compiled), ``.loss``, ``.weights``
     (the class weights computed from ``y``) and ``.fit_kwargs`` (``class_weight`` or
     ``sample_weight`` when the config applies the weights that way). Fit with
@@ -107,6 +111,7 @@ def build_from_config(cfg: TrainConfig | str | Path, data: Any) -> Any:
 
     cfg = as_config(cfg)
     x, y = (data.x, data.y) if hasattr(data, "x") and hasattr(data, "y") else data
+    columns = getattr(data, "columns", None)  # a table's encoder, as in the search
     return training.build(
         cfg.components,
         x=np.asarray(x, dtype=np.float32),
@@ -115,6 +120,7 @@ def build_from_config(cfg: TrainConfig | str | Path, data: Any) -> Any:
         n_classes=len(cfg.classes),
         apply_weights=cfg.weighting["apply_weights"],
         seed=cfg.train["seed"],
+        columns=columns,
     )
 
 
