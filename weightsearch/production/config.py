@@ -81,6 +81,12 @@ class TrainConfig:
         pos = self.decision.get("positive")
         return self.decision.get("threshold"), 1 if pos is None else self.classes.index(pos)
 
+    def decision_weights(self) -> list[float] | None:
+        """Multiclass per-class weights w of the rule ``argmax_c w_c · p_c``, or ``None``
+        (plain argmax)."""
+        weights = self.decision.get("weights")
+        return None if weights is None else list(weights)
+
     def cv_summary(self) -> str:
         """The source trial's cross-validated score, e.g. ``"CV macro_f1 0.8123 ± 0.0150"``
         (empty when unknown)."""
@@ -143,7 +149,9 @@ COMMENTS = {
     ),
     "decision": (
         "Decision rule. binary: predict `positive` when P(positive) >= threshold;\n"
-        "multilabel: label on when P(label) >= threshold; multiclass: argmax (no threshold)."
+        "multilabel: label on when P(label) >= threshold; multiclass: argmax of w_c * P(c)\n"
+        "with the per-class weights (plain argmax without them; exported only where their\n"
+        "cross-fitted CV score beat argmax)."
     ),
     "tracking": "`train` logs the model to this MLflow store and registers it as registered_model.",
 }
@@ -350,8 +358,25 @@ def _check_train(c: Checker, t: dict[str, Any], *, seed: int) -> dict[str, Any]:
 def _check_decision(
     c: Checker, dec: dict[str, Any], task: str | None, classes: list[str]
 ) -> dict[str, Any]:
-    c.unknown_keys("decision", dec, ("threshold", "positive"))
+    c.unknown_keys("decision", dec, ("threshold", "positive", "weights"))
     decision: dict[str, Any] = {}
+    if "weights" in dec:
+        w = dec["weights"]
+        ok = isinstance(w, list) and w and all(
+            isinstance(v, int | float) and not isinstance(v, bool) and 0 < v < float("inf")
+            for v in w
+        )
+        if not ok:
+            c.add("decision.weights", f"expected a list of positive numbers (one per class), "
+                  f"but got {w!r}.")
+        elif task != "multiclass":
+            c.add("decision.weights", f"per-class decision weights are for multiclass tasks, "
+                  f"but the task is {task}.")
+        elif classes and len(w) != len(classes):
+            c.add("decision.weights", f"expected {len(classes)} weights (one per class in "
+                  f"data.classes), but got {len(w)}.")
+        else:
+            decision["weights"] = [float(v) for v in w]
     if "threshold" in dec:
         thr = dec["threshold"]
         values = thr if isinstance(thr, list) else [thr]

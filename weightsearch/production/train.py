@@ -127,18 +127,18 @@ def build_from_config(cfg: TrainConfig | str | Path, data: Any) -> Any:
 def evaluate(
     model: Any, x: np.ndarray, y: np.ndarray, *, task: str, classes: list[str],
     threshold: Any, positive: int, metric: str = "macro_f1", proba: np.ndarray | None = None,
+    weights: list[float] | None = None,
 ) -> dict[str, Any]:
     """Macro-F1, the study metric, per-class F1 and the confusion matrix on ``(x, y)``
-    (``proba``: the model's predictions on ``x``, when already made)."""
+    (``proba``: the model's predictions on ``x``, when already made), decided by
+    :func:`weightsearch.metrics.decide` (multiclass ``weights``: argmax of w_c · p_c)."""
     from weightsearch import metrics
     from weightsearch.artifacts import fold_confusion
 
     n = len(classes)
     if proba is None:
         proba = model.predict(x, batch_size=1024, verbose=0)
-    pred = metrics.predict_labels(
-        proba, task, threshold=0.5 if threshold is None else threshold, positive=positive
-    )
+    pred = metrics.decide(proba, task, threshold=threshold, positive=positive, weights=weights)
     per_class = metrics.per_class_f1(y, pred, task, n)
     cm, columns = fold_confusion(y, pred, task, n)
     support = (np.asarray(y).sum(axis=0) if task == "multilabel"
@@ -153,6 +153,7 @@ def evaluate(
         "confusion": np.asarray(cm).tolist(),
         "confusion_columns": columns,
         "threshold": threshold,
+        "decision_weights": weights,
     }
 
 
@@ -224,6 +225,7 @@ def train_from_config(
     train_idx, test_idx = data_mod.train_test_split(ds, cfg.data["test_size"], cfg.data["seed"])
     train, test = ds.subset(train_idx), (ds.subset(test_idx) if len(test_idx) else None)
     threshold, positive = cfg.decision_rule()
+    decision_weights = cfg.decision_weights()
 
     training.configure_threads()
     training.clear()
@@ -258,6 +260,7 @@ def train_from_config(
         test_scores = evaluate(
             built.model, test.x, test.y, task=cfg.task, classes=cfg.classes,
             threshold=threshold, positive=positive, metric=metric, proba=test_proba,
+            weights=decision_weights,
         )
     weights = built.weights
     meta: dict[str, Any] = {
@@ -268,6 +271,7 @@ def train_from_config(
         "task": cfg.task,
         "classes": cfg.classes,
         "threshold": threshold,
+        "decision_weights": decision_weights,
         "positive": cfg.decision.get("positive"),
         "feature_names": None if train.feature_names is None else list(train.feature_names),
         "input_shape": list(train.input_shape),
