@@ -231,3 +231,17 @@ def test_train_evaluates_with_the_weights_and_stores_them_in_meta(searched) -> N
     assert not np.array_equal(pred, metrics.decide(result.test_proba, "multiclass"))
     want = metrics.score("macro_f1", test_y, pred, task="multiclass", n_classes=3)
     assert result.test["macro_f1"] == pytest.approx(want)
+
+
+def test_the_leaderboard_shows_the_tuned_decisions_cross_fitted_cv() -> None:
+    from weightsearch.report import leaderboard_cells
+
+    row = {"trial": 3, "scheme": "sqrt", "loss": "focal", "arch": "mlp", "value": 0.71,
+           "std": 0.02}
+    headers, cells = leaderboard_cells([
+        {**row, "threshold": None, "tuned": 0.7345},  # multiclass: class weights
+        {**row, "threshold": 0.35, "tuned": 0.75},  # binary: a threshold
+        {**row, "threshold": None, "tuned": None},  # untuned
+    ])
+    assert headers[-1] == "tuned decision → CV"
+    assert [c[-1] for c in cells] == ["weights → 0.7345", "0.35 → 0.7500", ""]

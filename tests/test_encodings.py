@@ -347,3 +347,13 @@ def test_a_searched_encoding_is_exported_and_trained_with(tmp_path: Path) -> Non
     trained = train_from_config(cfg, track=False, dataset=result.prepared.data)
     (enc,) = [la for la in trained.model.layers if isinstance(la, TableEncoder)]
     assert {"name": enc.numeric, "bins": enc.bins} == numeric
+
+
+def test_the_leaderboard_names_a_binned_encoding_beside_the_arch() -> None:
+    from weightsearch.report import leaderboard_cells
+
+    row = {"trial": 0, "scheme": "none", "loss": "crossentropy", "arch": "mlp", "value": 0.5,
+           "std": 0.0}
+    _, cells = leaderboard_cells([{**row, "numeric": {"name": "quantile", "bins": 8}},
+                                  {**row, "numeric": {"name": "standardize"}}, row])
+    assert [c[4] for c in cells] == ["mlp · quantile/8", "mlp", "mlp"]

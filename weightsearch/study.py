@@ -378,6 +378,7 @@ def leaderboard(study: Any, top: int = 10) -> list[dict[str, Any]]:
                 "scheme": cfg.get("weighting", {}).get("scheme", "?"),
                 "loss": cfg.get("loss", {}).get("name", "?"),
                 "arch": cfg.get("model", {}).get("arch", "?"),
+                "numeric": cfg.get("model", {}).get("numeric"),
                 "value": t.value,
                 "std": t.user_attrs.get("cv_std", float("nan")),
                 "threshold": t.user_attrs.get("threshold"),
