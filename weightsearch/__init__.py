@@ -13,9 +13,9 @@ Your own components join the search through ``register_arch``, ``register_loss``
 with ``typing.Annotated[int, weightsearch.Param(low=..., high=...)]``), and a spec's
 ``plugins = ["module"]`` imports the module that registers them.
 
-Saved models use weightsearch's Keras losses. They are registered with Keras as soon as both
-``weightsearch`` and ``keras`` are imported (in either order), so
-``keras.models.load_model("model.keras")`` works after ``import weightsearch``.
+Saved models use weightsearch's Keras losses and a table's ``TableEncoder`` layer. They are
+registered with Keras as soon as both ``weightsearch`` and ``keras`` are imported (in either
+order), so ``keras.models.load_model("model.keras")`` works after ``import weightsearch``.
 """
 
 import os as _os
@@ -67,12 +67,14 @@ def __dir__() -> list[str]:
 def _register_keras_objects() -> None:
     try:
         import weightsearch.losses  # noqa: F401
+        import weightsearch.preprocessing  # noqa: F401  (TableEncoder)
     except Exception as exc:  # never break `import keras` for the user
         import warnings
 
         warnings.warn(
-            f"weightsearch could not register its Keras losses ({type(exc).__name__}: {exc}); "
-            "import weightsearch.losses before keras.models.load_model.",
+            f"weightsearch could not register its Keras objects ({type(exc).__name__}: {exc}); "
+            "import weightsearch.losses and weightsearch.preprocessing before "
+            "keras.models.load_model.",
             stacklevel=2,
         )
 

@@ -38,8 +38,11 @@ __all__ = [
     "check_multi_hot",
     "check_n_classes",
     "check_positive",
+    "check_decision_weights",
     "check_threshold",
     "confusion_counts",
+    "cross_fit_decision",
+    "decide",
     "confusion_matrix",
     "f1_from_confusion",
     "get_metric",
@@ -49,6 +52,7 @@ __all__ = [
     "per_class_f1",
     "predict_labels",
     "score",
+    "tune_decision_weights",
     "tune_threshold",
 ]
 
@@ -371,17 +375,50 @@ def check_threshold(threshold: object, n_labels: int | None) -> float | np.ndarr
 def predict_labels(
     proba: object, task: str, threshold: float | Sequence[float] = 0.5, positive: int = 1
 ) -> np.ndarray:
-    """Decide labels from probabilities ``(N, C)`` (softmax) or ``(N, L)`` (sigmoid).
+    """:func:`decide` with a threshold of 0.5 by default and no multiclass weights."""
+    return decide(proba, task, threshold=threshold, positive=positive)
 
-    multiclass: ``argmax_c p_c``; binary: ``positive`` where ``p[:, positive] >= threshold``,
-    else the other class; multilabel: ``p >= threshold`` (scalar or per-label ``(L,)``),
-    as int64 0/1. Returns int64 labels ``(N,)`` or ``(N, L)``.
+
+def check_decision_weights(weights: object, n_classes: int) -> np.ndarray:
+    """``(C,)`` positive finite per-class decision weights, as float64."""
+    w = np.asarray(weights, dtype=np.float64) if not isinstance(weights, str) else None
+    if w is None or w.ndim != 1 or w.shape[0] != n_classes:
+        raise ValueError(
+            f"decision weights must be a list of {n_classes} numbers (one per class), "
+            f"but got {weights!r}."
+        )
+    if not np.all(np.isfinite(w)) or np.any(w <= 0):
+        raise ValueError(f"decision weights must be positive finite numbers, but got {weights!r}.")
+    return w
+
+
+def decide(
+    proba: object,
+    task: str,
+    *,
+    threshold: float | Sequence[float] | None = None,
+    positive: int = 1,
+    weights: Sequence[float] | None = None,
+) -> np.ndarray:
+    """The one decision rule: labels from probabilities ``(N, C)`` (softmax) or ``(N, L)``
+    (sigmoid); ``threshold`` ``None`` means 0.5.
+
+    multiclass: ``argmax_c w_c · p_c`` (``weights`` ``None``: ``w_c = 1``, plain argmax);
+    binary: ``positive`` where ``p[:, positive] >= threshold``, else the other class;
+    multilabel: ``p >= threshold`` (scalar or per-label ``(L,)``), as int64 0/1.
+    Returns int64 labels ``(N,)`` or ``(N, L)``.
     """
     check_task(task)
     p = np.asarray(proba)
     if p.ndim != 2:
         raise ValueError(f"proba must be a 2-D array (N, C), but got shape {p.shape}.")
+    if weights is not None and task != "multiclass":
+        raise ValueError(f"decision weights are for multiclass tasks, but the task is {task!r}.")
+    if threshold is None:
+        threshold = 0.5
     if task == "multiclass":
+        if weights is not None:
+            p = p * check_decision_weights(weights, p.shape[1])
         return np.argmax(p, axis=1).astype(np.int64)
     if task == "binary":
         if p.shape[1] != 2:
@@ -453,3 +490,76 @@ def tune_threshold(
                 best = (float(thr), s)
     assert best is not None
     return best
+
+
+#: The log grid of a per-class decision weight: w_c = 2^k, k = −3..3.
+WEIGHT_GRID = tuple(2.0 ** k for k in range(-3, 4))
+
+
+def tune_decision_weights(
+    y_true: object,
+    proba: object,
+    *,
+    n_classes: int,
+    metric: str = "macro_f1",
+    grid: Sequence[float] = WEIGHT_GRID,
+    sweeps: int = 3,
+) -> tuple[np.ndarray, float]:
+    """Per-class weights w for the multiclass rule ``argmax_c w_c · p_c``, by coordinate
+    ascent: starting from w = 1, each sweep sets each w_c in turn to the ``grid`` value that
+    maximises ``metric`` with the others held; it stops after ``sweeps`` sweeps or when a
+    sweep changes nothing. A change must beat the current score by more than 1e-12 (ties keep
+    the current value, so w = 1 stays where tuning gains nothing). Returns ``(w, score)``.
+    Tune on validation predictions, never on the test set."""
+    n = check_n_classes(n_classes, "multiclass")
+    get_metric(metric, "multiclass")
+    t = check_labels(y_true, "y_true", n)
+    p = np.asarray(proba, dtype=np.float64)
+    if p.ndim != 2 or p.shape != (t.shape[0], n):
+        raise ValueError(f"proba must have shape ({t.shape[0]}, {n}), but got {p.shape}.")
+
+    def value(w: np.ndarray) -> float:
+        return score(metric, t, decide(p, "multiclass", weights=w), task="multiclass",
+                     n_classes=n)
+
+    w = np.ones(n)
+    best = value(w)
+    for _ in range(int(sweeps)):
+        changed = False
+        for c in range(n):
+            for g in grid:
+                if g == w[c]:
+                    continue
+                trial = w.copy()
+                trial[c] = g
+                s = value(trial)
+                if s > best + 1e-12:
+                    w, best, changed = trial, s, True
+        if not changed:
+            break
+    return w, float(best)
+
+
+def cross_fit_decision(
+    y_true: object,
+    proba: object,
+    folds: Sequence[tuple[np.ndarray, np.ndarray]],
+    *,
+    n_classes: int,
+    metric: str = "macro_f1",
+    tune: Callable[..., tuple[np.ndarray, float]] | None = None,
+) -> float:
+    """The honest estimate of tuned decision weights: the mean over folds k of ``metric`` on
+    fold k's rows (``folds[k][1]``) decided with weights tuned (``tune``, default
+    :func:`tune_decision_weights`) on the rows of the other folds only."""
+    tune = tune_decision_weights if tune is None else tune
+    t = np.asarray(y_true)
+    p = np.asarray(proba, dtype=np.float64)
+    values = []
+    for _tr, va in folds:
+        rest = np.ones(len(t), dtype=bool)
+        rest[va] = False
+        w, _ = tune(t[rest], p[rest], n_classes=n_classes, metric=metric)
+        pred = decide(p[va], "multiclass", weights=w)
+        values.append(score(metric, t[va], pred, task="multiclass", n_classes=n_classes))
+    return float(np.mean(values))

@@ -364,6 +364,8 @@ class Objective:
         ).tolist()
         if cv.tune_threshold and task in ("binary", "multilabel"):
             summary.update(self._tune(oof, positive))
+        elif cv.tune_threshold and task == "multiclass":
+            summary.update(self._tune_weights(oof))
         for key, val in summary.items():
             trial.set_user_attr(key, val)
 
@@ -373,6 +375,7 @@ class Objective:
         logged.update({f"f1.{c}": v for c, v in summary["per_class_f1"].items()})
         if "threshold" in summary:
             logged["threshold"] = summary["threshold"]
+        if "cv_value_tuned" in summary:
             logged[f"cv_{m}_tuned"] = summary["cv_value_tuned"]
         self.tracker.log_metrics(run, logged)
         self._log_best_fold(run, values, best_epochs, oof, positive)
@@ -438,6 +441,21 @@ class Objective:
         return {
             "threshold": float(threshold),
             "cv_value_tuned": float(np.mean(crossfit)),
+            "pooled_value_tuned": float(pooled),
+        }
+
+    def _tune_weights(self, oof: np.ndarray) -> dict[str, Any]:
+        """Multiclass: per-class decision weights tuned on the pooled out-of-fold predictions,
+        and their cross-fitted score (fold k decided with weights tuned on the other folds);
+        the trial value stays the untuned score."""
+        from weightsearch import metrics
+
+        d = self.data
+        kw = {"n_classes": d.n_classes, "metric": self.metric}
+        weights, pooled = metrics.tune_decision_weights(d.y, oof, **kw)
+        return {
+            "decision_weights": [float(w) for w in weights],
+            "cv_value_tuned": metrics.cross_fit_decision(d.y, oof, self.folds, **kw),
             "pooled_value_tuned": float(pooled),
         }
 

@@ -6,6 +6,7 @@ so stored studies stay resumable when a spec grows::
     weighting.scheme, weighting.<scheme>.<param>
     loss.name,        loss.<loss>.<param>
     model.arch,       model.<arch>.<param>
+    model.numeric,    model.numeric.<encoding>.bins   (tables only)
     train.<param>
 
 A parameter is suggested only when its parent choice is taken (``loss.focal.gamma`` only for
@@ -16,8 +17,13 @@ fixed values) is a plain dict::
 
     {"weighting": {"scheme": str, "params": {...}},
      "loss": {"name": str, "params": {...}},
-     "model": {"arch": str, "params": {...}},
+     "model": {"arch": str, "params": {...}, "numeric": {"name": str, "bins": int}},
      "train": {"learning_rate": float, "optimizer": str}}
+
+``model.numeric`` is there for a table only (data with columns): the encoding of its numeric
+columns (:data:`~weightsearch.preprocessing.NUMERIC_ENCODINGS`), with ``bins`` only for the
+binned encodings (:data:`BINNED`); ``model.numeric.<encoding>.bins`` is suggested only when
+that encoding is taken. A table's default space keeps :data:`DEFAULT_NUMERIC`.
 """
 
 from __future__ import annotations
@@ -49,6 +55,15 @@ DEFAULT_ARCH = {"tabular": "mlp", "image": "cnn", "sequence": "cnn1d"}
 #: no ``arch`` and leaves the parameter out: ``model.cnn.head`` and ``model.cnn1d.head`` are
 #: ``gap`` or ``flatten`` (GAP can stall a small conv body; see ``models.MODELS["cnn"]``).
 DEFAULT_ARCH_SEARCH: dict[str, tuple[str, ...]] = {"cnn": ("head",), "cnn1d": ("head",)}
+
+#: ``space.model.numeric``'s choices (as ``preprocessing.NUMERIC_ENCODINGS``, said here too so
+#: that resolving a spec imports no Keras; tests/test_encodings.py checks they agree), the
+#: ones that take ``bins``, and a table's default.
+NUMERIC_CHOICES = ("standardize", "quantile", "piecewise_linear")
+BINNED = ("quantile", "piecewise_linear")
+DEFAULT_NUMERIC = "standardize"
+BINS = Param(8, low=2, high=256, integer=True, doc="bins T of a binned numeric encoding")
+NUMERIC = Param(DEFAULT_NUMERIC, choices=NUMERIC_CHOICES, doc="numeric column encoding")
 
 
 @dataclass(frozen=True)
@@ -85,6 +100,8 @@ class Space:
     choices: dict[str, Dim] = field(default_factory=dict)  # section → dim of its choice key
     params: dict[str, dict[str, dict[str, Dim]]] = field(default_factory=dict)
     train: dict[str, Dim] = field(default_factory=dict)
+    numeric: Dim | None = None  # model.numeric, for a table only
+    bins: dict[str, Dim] = field(default_factory=dict)  # binned encoding → its bins dim
 
     def suggest(self, trial: Any) -> dict[str, Any]:
         """Sample one configuration (see the module docstring for its shape)."""
@@ -96,6 +113,12 @@ class Space:
                 key: chosen,
                 "params": {n: d.suggest(trial) for n, d in dims.items()},
             }
+        if self.numeric is not None:
+            encoding = self.numeric.suggest(trial)
+            numeric = {"name": encoding}
+            if encoding in self.bins:
+                numeric["bins"] = self.bins[encoding].suggest(trial)
+            config["model"]["numeric"] = numeric
         config["train"] = {n: d.suggest(trial) for n, d in self.train.items()}
         return config
 
@@ -105,6 +128,9 @@ class Space:
         for comps in self.params.values():
             for dims in comps.values():
                 rows += [(d.name, _describe_dim(d)) for d in dims.values()]
+        if self.numeric is not None:
+            rows.append((self.numeric.name, _describe_dim(self.numeric)))
+            rows += [(d.name, _describe_dim(d)) for d in self.bins.values()]
         rows += [(d.name, _describe_dim(d)) for d in self.train.values()]
         return rows
 
@@ -172,12 +198,61 @@ def _as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list) else [value]
 
 
-def check_space(spec: Spec, *, task: str, data_kind: str, input_shape: tuple[int, ...]) -> Space:
-    """Resolve ``spec.space`` against the registries and the data; SpecError lists problems."""
+def _numeric_space(
+    space: Space, table: dict[str, Any], table_data: bool, problems: list[str]
+) -> None:
+    """``space.model.numeric`` and ``space.model.bins`` (popped from ``table``) → the
+    space's numeric dims; a table without them keeps :data:`DEFAULT_NUMERIC`."""
+    given = {k: table.pop(k) for k in ("numeric", "bins") if k in table}
+    if not table_data:
+        for key in given:
+            problems.append(
+                f"space.model.{key}: numeric encodings are for tables (CSV/Parquet or "
+                "DataFrame columns), but this data is arrays; remove it."
+            )
+        return
+    where = "space.model.numeric"
+    raw = given.get("numeric", DEFAULT_NUMERIC)
+    names = _as_list(raw)
+    if not names:
+        problems.append(f"{where}: empty list; give at least one of "
+                        f"{', '.join(NUMERIC_CHOICES)}.")
+        return
+    bad = [n for n in names if n not in NUMERIC_CHOICES]
+    if bad:
+        problems.append(f"{where}: expected one of {', '.join(NUMERIC_CHOICES)}, "
+                        f"but got {bad[0]!r}.")
+        return
+    names = list(dict.fromkeys(names))
+    space.numeric = (Dim("model.numeric", "fixed", value=names[0]) if len(names) == 1
+                     else Dim("model.numeric", "categorical", choices=tuple(names)))
+    binned = [n for n in names if n in BINNED]
+    if "bins" in given and not binned:
+        problems.append(
+            f"space.model.bins: only {' and '.join(BINNED)} take bins, but "
+            f"space.model.numeric is {', '.join(names)}."
+        )
+        return
+    for name in binned:
+        dim = _dim(f"model.numeric.{name}.bins", given.get("bins", BINS.default), BINS,
+                   "space.model.bins", problems)
+        if dim is None:
+            return
+        space.bins[name] = dim
+
+
+def check_space(
+    spec: Spec, *, task: str, data_kind: str, input_shape: tuple[int, ...],
+    table: bool = False,
+) -> Space:
+    """Resolve ``spec.space`` against the registries and the data; SpecError lists problems.
+
+    ``table``: the data is a table (it has columns), so ``space.model.numeric`` applies."""
     from weightsearch import losses, models
 
     problems: list[str] = []
     space = Space()
+    table_data = table
     regs = _registries()
     defaults = {
         "weighting": DEFAULT_SCHEMES,
@@ -187,6 +262,8 @@ def check_space(spec: Spec, *, task: str, data_kind: str, input_shape: tuple[int
     for section in ("weighting", "loss", "model"):
         key = CHOICE_KEYS[section]
         table = dict(spec.space.get(section, {}))
+        if section == "model":
+            _numeric_space(space, table, table_data, problems)
         registry, params_of = regs[section]
         defaulted = key not in table
         raw_names = _as_list(table.pop(key, defaults[section]))
@@ -277,6 +354,12 @@ def check_config(config: dict[str, Any], *, task: str, where: str = "config") ->
             out[section] = {key: name, "params": params}
         except ValueError as exc:
             problems.append(f"{where}: {section}: {exc}")
+    model = config.get("model")
+    if isinstance(model, dict) and "numeric" in model and "model" in out:
+        try:
+            out["model"]["numeric"] = check_numeric(model["numeric"], "model.numeric")
+        except ValueError as exc:
+            problems.append(f"{where}: {exc}")
     try:
         out["train"] = check_params_table(config.get("train", {}))
     except ValueError as exc:
@@ -286,6 +369,27 @@ def check_config(config: dict[str, Any], *, task: str, where: str = "config") ->
     if problems:
         raise SpecError(problems, where)
     return out
+
+
+def check_numeric(value: Any, where: str = "model.numeric") -> dict[str, Any]:
+    """A configuration's ``{"name": encoding, "bins": T}`` (``bins`` for :data:`BINNED`
+    encodings only, default 8), checked; ``ValueError`` naming ``where``."""
+    if not isinstance(value, dict) or "name" not in value:
+        raise ValueError(f"{where}: expected a table {{name = ..., bins = ...}}, "
+                         f"but got {value!r}.")
+    unknown = sorted(set(value) - {"name", "bins"})
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; expected name and bins.")
+    name = value["name"]
+    if name not in NUMERIC_CHOICES:
+        raise ValueError(f"{where}.name: expected one of {', '.join(NUMERIC_CHOICES)}, "
+                         f"but got {name!r}.")
+    if name not in BINNED:
+        if "bins" in value:
+            raise ValueError(f"{where}.bins: only {' and '.join(BINNED)} take bins, "
+                             f"but the encoding is {name!r}.")
+        return {"name": name}
+    return {"name": name, "bins": BINS.check(value.get("bins", BINS.default), f"{where}.bins")}
 
 
 def check_params_table(train: dict[str, Any]) -> dict[str, Any]:
@@ -299,6 +403,8 @@ def flatten(config: dict[str, Any]) -> dict[str, Any]:
 
     ``{"loss": {"name": "focal", "params": {"gamma": 2}}}`` →
     ``{"loss.name": "focal", "loss.focal.gamma": 2}``, so a trial's ``params`` are a subset.
+    A table's ``model.numeric`` ``{"name": "quantile", "bins": 8}`` →
+    ``{"model.numeric": "quantile", "model.numeric.quantile.bins": 8}``.
     """
     out: dict[str, Any] = {}
     for section, part in config.items():
@@ -306,6 +412,10 @@ def flatten(config: dict[str, Any]) -> dict[str, Any]:
         for key, value in part.items():
             if key == "params":
                 out.update({f"{section}.{choice}.{k}": v for k, v in value.items()})
+            elif section == "model" and key == "numeric":
+                out["model.numeric"] = value["name"]
+                if "bins" in value:
+                    out[f"model.numeric.{value['name']}.bins"] = value["bins"]
             else:
                 out[f"{section}.{key}"] = value
     return out

@@ -95,7 +95,8 @@ def prepare(spec: Spec, dataset: Any = None) -> Prepared:
              "MLflow a database of its own."],
             where,
         )
-    space = check_space(spec, task=ds.task, data_kind=ds.kind, input_shape=ds.input_shape)
+    space = check_space(spec, task=ds.task, data_kind=ds.kind, input_shape=ds.input_shape,
+                        table=ds.columns is not None)
     return Prepared(spec=spec, data=ds, train=train, test_idx=test_idx, space=space)
 
 
@@ -381,6 +382,7 @@ def leaderboard(study: Any, top: int = 10) -> list[dict[str, Any]]:
                 "scheme": cfg.get("weighting", {}).get("scheme", "?"),
                 "loss": cfg.get("loss", {}).get("name", "?"),
                 "arch": cfg.get("model", {}).get("arch", "?"),
+                "numeric": cfg.get("model", {}).get("numeric"),
                 "value": t.value,
                 "std": t.user_attrs.get("cv_std", float("nan")),
                 "threshold": t.user_attrs.get("threshold"),

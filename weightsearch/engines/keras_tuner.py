@@ -9,7 +9,8 @@ How it works:
 - The resolved :class:`~weightsearch.space.Space` becomes a ``keras_tuner.HyperParameters``
   with the same dotted names. A component's parameters are conditional on its choice
   (``loss.focal.gamma`` is active only when ``loss.name == "focal"``), through KerasTuner's
-  ``parent_name``/``parent_values``, mirroring ``Space.suggest``.
+  ``parent_name``/``parent_values``, mirroring ``Space.suggest``; so is a table's
+  ``model.numeric.<encoding>.bins`` on ``model.numeric``.
 - A ``keras_tuner.Tuner`` subclass overrides ``run_trial``. For each KerasTuner trial it opens
   an Optuna trial in the spec's storage (``study.ask()``) whose sampler simply returns the
   KerasTuner values, runs the unchanged :class:`~weightsearch.objective.Objective` on it
@@ -111,6 +112,10 @@ def _all_dims(space: Space) -> list[tuple[Dim, str | None, Any]]:
         out.append((choice, None, None))
         for comp, dims in space.params[section].items():
             out += [(d, choice.name, comp) for d in dims.values()]
+    if space.numeric is not None:  # a table: the encoding, then its bins if it takes them
+        out.append((space.numeric, None, None))
+        parent = space.numeric.name if space.numeric.kind != "fixed" else None
+        out += [(d, parent, enc) for enc, d in space.bins.items()]
     out += [(d, None, None) for d in space.train.values()]
     return [(d, p, v) for d, p, v in out if d.kind != "fixed"]
 

@@ -172,6 +172,10 @@ def config_from_trial(study: Any, trial: Any, storage: str) -> TrainConfig:
         decision["threshold"] = attrs["threshold"]
     if task == "binary":
         decision["positive"] = ran_on["positive"]
+    weights = attrs.get("decision_weights")
+    tuned = attrs.get("cv_value_tuned")
+    if task == "multiclass" and weights and tuned is not None and tuned > trial.value:
+        decision["weights"] = [float(w) for w in weights]  # only where cross-fitting beats argmax
     raw = {
         "plugins": plugins,
         "source": source,

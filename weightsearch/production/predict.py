@@ -144,13 +144,16 @@ class TrainedModel:
         return np.asarray(self.model.predict(self.features(x), batch_size=1024, verbose=0))
 
     def decide(self, proba: np.ndarray) -> np.ndarray:
-        """Integer labels ``(N,)`` (or 0/1 ``(N, L)``) with the tuned threshold applied."""
-        from weightsearch.metrics import predict_labels
+        """Integer labels ``(N,)`` (or 0/1 ``(N, L)``) by the tuned decision rule: the
+        threshold (binary, multi-label) or the class weights on the probabilities
+        (multiclass, where export kept them)."""
+        from weightsearch.metrics import decide
 
         thr = self.threshold
-        return predict_labels(
+        return decide(
             proba, self.task, threshold=0.5 if thr is None else thr,
             positive=1 if self.positive is None else self.positive,
+            weights=self.meta.get("decision_weights"),
         )
 
     def predict(self, x: Any) -> np.ndarray:

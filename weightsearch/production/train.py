@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -87,11 +87,9 @@ def match_config(cfg: TrainConfig, ds: Any) -> Any:
                 f"the {len(names)} columns in data.feature_names."
             )
         order = [ds.feature_names.index(n) for n in names]
-        columns = None
-        if ds.columns is not None:
-            from weightsearch.columns import Columns
-
-            columns = Columns(tuple(ds.columns.features[i] for i in order), ds.columns.dropped)
+        columns = None if ds.columns is None else replace(
+            ds.columns, features=tuple(ds.columns.features[i] for i in order)
+        )
         ds = data_mod.Dataset(
             x=ds.x[:, order], y=ds.y, classes=ds.classes, task=ds.task, name=ds.name,
             feature_names=list(names), columns=columns,
@@ -108,8 +106,9 @@ def match_config(cfg: TrainConfig, ds: Any) -> Any:
 def build_from_config(cfg: TrainConfig | str | Path, data: Any) -> Any:
     """Compile the model a config describes, adapted and weighted on ``data``.
 
-    ``data`` is a :class:`~weightsearch.data.Dataset` or ``(x, y)`` with ``y`` integer labels
-    ``0..C-1`` (or 0/1 multi-hot for multilabel). Returns a
+    ``data`` is a :class:`~weightsearch.data.Dataset` (a table's ``columns`` put the
+    search's encoder first) or ``(x, y)`` with ``y`` integer labels ``0..C-1`` (or 0/1
+    multi-hot for multilabel). Returns a
     :class:`~weightsearch.training.Built`: ``.model`` (compiled), ``.loss``, ``.weights``
     (the class weights computed from ``y``) and ``.fit_kwargs`` (``class_weight`` or
     ``sample_weight`` when the config applies the weights that way). Fit with
@@ -119,6 +118,7 @@ def build_from_config(cfg: TrainConfig | str | Path, data: Any) -> Any:
 
     cfg = as_config(cfg)
     x, y = (data.x, data.y) if hasattr(data, "x") and hasattr(data, "y") else data
+    columns = getattr(data, "columns", None)  # a table's encoder, as in the search
     return training.build(
         cfg.components,
         x=np.asarray(x, dtype=np.float32),
@@ -127,7 +127,7 @@ def build_from_config(cfg: TrainConfig | str | Path, data: Any) -> Any:
         n_classes=len(cfg.classes),
         apply_weights=cfg.weighting["apply_weights"],
         seed=cfg.train["seed"],
-        columns=getattr(data, "columns", None),
+        columns=columns,
     )
 
 
@@ -168,18 +168,18 @@ def refit(
 def evaluate(
     model: Any, x: np.ndarray, y: np.ndarray, *, task: str, classes: list[str],
     threshold: Any, positive: int, metric: str = "macro_f1", proba: np.ndarray | None = None,
+    weights: list[float] | None = None,
 ) -> dict[str, Any]:
     """Macro-F1, the study metric, per-class F1 and the confusion matrix on ``(x, y)``
-    (``proba``: the model's predictions on ``x``, when already made)."""
+    (``proba``: the model's predictions on ``x``, when already made), decided by
+    :func:`weightsearch.metrics.decide` (multiclass ``weights``: argmax of w_c · p_c)."""
     from weightsearch import metrics
     from weightsearch.artifacts import fold_confusion
 
     n = len(classes)
     if proba is None:
         proba = model.predict(x, batch_size=1024, verbose=0)
-    pred = metrics.predict_labels(
-        proba, task, threshold=0.5 if threshold is None else threshold, positive=positive
-    )
+    pred = metrics.decide(proba, task, threshold=threshold, positive=positive, weights=weights)
     per_class = metrics.per_class_f1(y, pred, task, n)
     cm, columns = fold_confusion(y, pred, task, n)
     support = (np.asarray(y).sum(axis=0) if task == "multilabel"
@@ -194,6 +194,7 @@ def evaluate(
         "confusion": np.asarray(cm).tolist(),
         "confusion_columns": columns,
         "threshold": threshold,
+        "decision_weights": weights,
     }
 
 
@@ -267,6 +268,7 @@ def train_from_config(
     train_idx, test_idx = data_mod.train_test_split(ds, cfg.data["test_size"], cfg.data["seed"])
     train, test = ds.subset(train_idx), (ds.subset(test_idx) if len(test_idx) else None)
     threshold, positive = cfg.decision_rule()
+    decision_weights = cfg.decision_weights()
 
     training.configure_threads()
     training.clear()
@@ -277,7 +279,8 @@ def train_from_config(
 
     def scores(proba: np.ndarray) -> dict[str, Any]:
         return evaluate(None, test.x, test.y, task=cfg.task, classes=cfg.classes,
-                        threshold=threshold, positive=positive, metric=metric, proba=proba)
+                        threshold=threshold, positive=positive, metric=metric, proba=proba,
+                        weights=decision_weights)
 
     # the trial's fold ensemble: the final model, or (when tracked) scored beside the refit
     from weightsearch.production import ensemble as ens_mod
@@ -318,6 +321,7 @@ def train_from_config(
         "task": cfg.task,
         "classes": cfg.classes,
         "threshold": threshold,
+        "decision_weights": decision_weights,
         "positive": cfg.decision.get("positive"),
         "feature_names": None if train.feature_names is None else list(train.feature_names),
         "input_shape": list(train.input_shape),

@@ -121,19 +121,28 @@ def format_per_class(
     return headers, out
 
 
+def _encoding(numeric: dict[str, Any] | None) -> str:
+    """A table's numeric encoding beside the arch, when it is not plain standardize:
+    ``" · quantile/8"``."""
+    if not numeric or numeric.get("name") == "standardize":
+        return ""
+    return f" · {numeric['name']}/{numeric.get('bins', '?')}"
+
+
 def leaderboard_cells(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Headers and string cells of a leaderboard (the rows of the study's ``leaderboard``)."""
-    headers = ["#", "trial", "scheme", "loss", "arch", "CV ± std", "threshold → tuned"]
+    headers = ["#", "trial", "scheme", "loss", "arch", "CV ± std", "tuned decision → CV"]
     out = []
-    for i, r in enumerate(rows, 1):
-        thr = "" if r.get("threshold") is None else f"{r['threshold']:.2f} → {r['tuned']:.4f}"
+    for i, r in enumerate(rows, 1):  # the cross-fitted CV of a tuned threshold / class weights
+        rule = "weights" if r.get("threshold") is None else f"{r['threshold']:.2f}"
+        thr = "" if r.get("tuned") is None else f"{rule} → {r['tuned']:.4f}"
         out.append(
             [
                 str(i),
                 str(r["trial"]),
                 r["scheme"],
                 r["loss"],
-                r["arch"],
+                r["arch"] + _encoding(r.get("numeric")),
                 f"{r['value']:.4f} ± {r['std']:.4f}",
                 thr,
             ]
