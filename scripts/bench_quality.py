@@ -45,7 +45,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -121,13 +121,15 @@ class Budget:
                 f"{self.folds} folds × ≤{self.epochs} epochs, patience {self.patience}")
 
 
-def budget(quick: bool, trials: int | None) -> Budget:
+def budget(quick: bool, trials: int | None, **override: int | None) -> Budget:
     """The spec's defaults (20 trials × 5 folds × ≤30 epochs, patience 5, 5 startup trials),
-    or the smoke run's 4 × 3 × ≤6, patience 2."""
+    or the smoke run's 4 × 3 × ≤6, patience 2; ``override`` (folds, epochs, patience,
+    startup) replaces any of them, and the tables state the budget used."""
     b = Budget(4, 3, 6, 2, 2) if quick else Budget(20, 5, 30, 5, 5)
     if trials is not None:
         b = Budget(trials, b.folds, b.epochs, b.patience, min(b.startup, max(1, trials - 1)))
-    return b
+    given = {k: v for k, v in override.items() if v is not None}
+    return replace(b, **given) if given else b
 
 
 # ---------------------------------------------------------------------------------------
@@ -609,6 +611,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="smoke run: 1 seed, 4 trials × 3 folds × ≤6 epochs, 2 datasets")
     ap.add_argument("--seeds", type=int, help="number of seeds 0..N-1 (default 3; quick 1)")
     ap.add_argument("--trials", type=int, help="trials per search (default 20; quick 4)")
+    for key in ("folds", "epochs", "patience", "startup"):
+        ap.add_argument(f"--{key}", type=int, help=f"{key} per search (default: the spec's)")
     ap.add_argument("--only", choices=("B7", "B9"), help="one figure (default both)")
     ap.add_argument("--datasets", help=f"comma-separated, of {', '.join(c.key for c in CASES)}")
     ap.add_argument("--write", action="store_true", help="write BENCHMARKS.md (else print)")
@@ -622,7 +626,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                  f"{', '.join(c.key for c in CASES)}")
     cases = [c for c in CASES if c.key in keys]
     seeds = list(range(args.seeds if args.seeds else 1 if args.quick else 3))
-    b = budget(args.quick, args.trials)
+    b = budget(args.quick, args.trials, folds=args.folds, epochs=args.epochs,
+               patience=args.patience, startup=args.startup)
     do7, do9 = args.only in (None, "B7"), args.only in (None, "B9")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

@@ -345,7 +345,9 @@ def test_a_searched_encoding_is_exported_and_trained_with(tmp_path: Path) -> Non
     cfg = load_config(path)
     assert cfg.model["numeric"] == numeric
     trained = train_from_config(cfg, track=False, dataset=result.prepared.data)
-    (enc,) = [la for la in trained.model.layers if isinstance(la, TableEncoder)]
+    # the served model takes raw rows; the trained core, one layer of it, holds the encoder
+    cores = [la for la in trained.model.layers if hasattr(la, "layers")]
+    (enc,) = [la for core in cores for la in core.layers if isinstance(la, TableEncoder)]
     assert {"name": enc.numeric, "bins": enc.bins} == numeric
 
 
