@@ -65,6 +65,13 @@ TITLES = {
 # ---------------------------------------------------------------------------------------
 # datasets
 # ---------------------------------------------------------------------------------------
+def breast_cancer_frame() -> Any:
+    """sklearn breast cancer as a table (so ``space.model.numeric`` applies to it)."""
+    from sklearn.datasets import load_breast_cancer
+
+    return load_breast_cancer(as_frame=True).frame  # 569 rows, 30 numeric, target 212/357
+
+
 def wine_frame() -> Any:
     from sklearn.datasets import load_wine
 
@@ -95,8 +102,8 @@ class Case:
 
 
 CASES = [
-    Case("breast-cancer", "breast-cancer (569 × 30, binary 212/357)",
-         lambda: "builtin:breast-cancer"),
+    Case("breast-cancer", "breast-cancer (569 × 30, binary 212/357)", breast_cancer_frame,
+         "target"),
     Case("wine", "wine (178 × 13, 3 classes 59/71/48)", wine_frame, "target"),
     Case("penguins", "penguins (344 × 7, 3 classes, strings and holes)",
          lambda: "builtin:penguins"),
@@ -275,6 +282,7 @@ def sklearn_scores(prepared: Any) -> dict[str, float]:
 def numeric_probe() -> bool:
     """Whether this tree's space takes ``space.model.numeric`` (a tiny in-memory spec)."""
     import numpy as np
+    import pandas as pd
 
     from weightsearch import data as data_mod
     from weightsearch import engines
@@ -282,9 +290,9 @@ def numeric_probe() -> bool:
     from weightsearch.storage import MEMORY
 
     rng = np.random.default_rng(0)
-    ds = data_mod.from_arrays(rng.normal(size=(40, 3)).astype("float32"), np.arange(40) % 2,
-                              name="probe")
-    raw = {"name": "probe", "data": {"source": "python:arrays"},
+    ds = data_mod.from_frame(pd.DataFrame({"a": rng.normal(size=40), "label": np.arange(40) % 2}),
+                             target="label", name="probe")
+    raw = {"name": "probe", "data": {"source": "python:DataFrame"},
            "search": {"storage": MEMORY}, "tracking": {"enabled": False},
            "space": {"model": {"numeric": NUMERIC}}}
     try:
@@ -308,27 +316,23 @@ def default_numeric(result: Any) -> str | list[str] | None:
 
 def fold_ensemble_score(result: Any, trial: Any, cfg: Any) -> float | None:
     """Test macro-F1 of ``trial``'s fold ensemble (its K fold models at their best epochs,
-    averaged), fetched from its MLflow run; ``None`` when the trial saved none."""
-    import keras
-    import mlflow
-
+    averaged), fetched from its MLflow run as ``train.final = "fold_ensemble"`` does
+    (:mod:`weightsearch.production.ensemble`); ``None`` when the trial saved none."""
+    from weightsearch.production import ensemble
     from weightsearch.production.train import evaluate
     from weightsearch.tracking import flush_artifacts
 
-    path = trial.user_attrs.get("fold_ensemble")
-    run = trial.user_attrs.get("mlflow_run_id")
-    if not path or not run:
+    if not trial.user_attrs.get("fold_ensemble"):
         return None
     flush_artifacts()
-    dst = Path(tempfile.mkdtemp(dir=TMP))
-    local = mlflow.artifacts.download_artifacts(
-        run_id=run, artifact_path=path, dst_path=str(dst),
-        tracking_uri=result.spec.tracking.mlflow_uri)
-    model = keras.models.load_model(local, compile=False)
-    test = result.prepared.data.subset(result.prepared.test_idx)
+    ens = ensemble.fetch(cfg, result.spec.tracking.mlflow_uri, required=True)
+    data = result.prepared.data
+    test = data.subset(result.prepared.test_idx)
     threshold, positive = cfg.decision_rule()
-    scores = evaluate(model, test.x, test.y, task=test.task, classes=list(cfg.classes),
-                      threshold=threshold, positive=positive)
+    scores = evaluate(None, test.x, test.y, task=test.task, classes=list(cfg.classes),
+                      threshold=threshold, positive=positive,
+                      proba=ens.predict(data.columns, test.x),
+                      weights=cfg.decision_weights())
     return float(scores["macro_f1"])
 
 
@@ -388,7 +392,7 @@ def run_case(case: Case, seed: int, b: Budget, *, b7: bool, b9: bool,
                 space={"model": {"numeric": "standardize"}})
         with_fin = fin if with_r is res else refit(with_r)
         without_fin = fin if without_r is res else refit(without_r)
-        chosen = with_r.best_trial.user_attrs["config"]["model"].get("params", {})
+        chosen = with_r.best_trial.user_attrs["config"]["model"]
         out["numeric"] = {
             "with": float(with_fin.test["macro_f1"]),
             "without": float(without_fin.test["macro_f1"]),
