@@ -195,6 +195,17 @@ def test_the_fold_ensemble_is_a_final_model_and_is_scored_beside_the_refit(rows,
     proba = tm.predict_proba(frame)
     assert proba.shape == (4, 2) and np.allclose(proba.sum(axis=1), 1.0, atol=1e-5)
 
+    # report lists both final models trained from the study, with their test scores
+    capsys.readouterr()
+    assert main(["report", "--study", "rows", "--storage", f"sqlite:///{tmp}/optuna.db",
+                 "--out", str(tmp / "report")]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "Final model: refit (search.final)" in printed
+    ens_score, refit_score = f"{ens['test']['macro_f1']:.4f}", f"{refit['test']['macro_f1']:.4f}"
+    assert f"fold ensemble │ {ens_score} │ – │ – │" in printed
+    assert f"refit │ {refit_score} │ fold ensemble │ {ens_score} │" in printed
+    assert "Final models" in (tmp / "report" / "report.html").read_text()
+
     # a trial without saved fold models: one clear line
     bare = tmp / "bare.toml"
     bare.write_text(

@@ -14,7 +14,7 @@ from weightsearch.report.tables import format_comparison, format_per_class, lead
 #: A cell made only of numbers and their punctuation: such a column is never cut or wrapped.
 _NUMERIC = re.compile(r"[-+–0-9.e/ ±→()]*")
 #: Columns of names and words, aligned left (and the first column of every table).
-_TEXT_COLUMNS = ("verdict", "scheme", "loss", "arch", "class")
+_TEXT_COLUMNS = ("verdict", "scheme", "loss", "arch", "class", "final model", "other final model")
 
 
 def _table(title: str, headers: list[str], rows: list[list[str]]) -> Any:
