@@ -103,3 +103,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "pg_urls" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.postgres)
+
+
+def unit_config(**sections: dict) -> dict:
+    """A small training config (multiclass penguins, a tiny MLP, no tracking) as
+    ``parse_config`` takes it; ``sections`` replace or add whole sections (``decision=``) and
+    ``numeric=`` sets the model's numeric encoding."""
+    numeric = sections.pop("numeric", None)
+    model = {"arch": "mlp", "params": {"depth": 1, "width": 8}}
+    if numeric is not None:
+        model["numeric"] = numeric
+    return {
+        "source": {"study": "unit", "trial": 0},
+        "data": {"source": "builtin:penguins", "task": "multiclass", "test_size": 0.2, "seed": 0,
+                 "classes": ["Adelie", "Chinstrap", "Gentoo"]},
+        "weighting": {"scheme": "none", "params": {}},
+        "loss": {"name": "crossentropy", "params": {}},
+        "model": model,
+        "train": {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 32, "epochs": 1},
+        "tracking": {"enabled": False},
+        **sections,
+    }

@@ -10,6 +10,7 @@ import tomllib
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import unit_config
 
 from weightsearch import metrics
 
@@ -113,17 +114,7 @@ def test_the_cross_fitted_estimate_never_uses_a_folds_own_rows() -> None:
 
 
 def _multiclass_config(**decision) -> dict:
-    return {
-        "source": {"study": "unit", "trial": 0},
-        "data": {"source": "builtin:penguins", "task": "multiclass", "test_size": 0.2, "seed": 0,
-                 "classes": ["Adelie", "Chinstrap", "Gentoo"]},
-        "weighting": {"scheme": "none", "params": {}},
-        "loss": {"name": "crossentropy", "params": {}},
-        "model": {"arch": "mlp", "params": {"depth": 1, "width": 8}},
-        "train": {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 32, "epochs": 1},
-        "decision": decision,
-        "tracking": {"enabled": False},
-    }
+    return unit_config(decision=decision)
 
 
 def test_the_config_checks_and_exposes_decision_weights() -> None:

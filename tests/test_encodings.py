@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import optuna
 import pytest
+from conftest import unit_config
 
 from weightsearch import spec as spec_mod
 from weightsearch.columns import Column, Columns
@@ -137,16 +138,7 @@ def test_keras_tuner_conditions_bins_on_the_encoding() -> None:
 
 
 def _config(numeric: Any) -> dict[str, Any]:
-    return {
-        "source": {"study": "unit", "trial": 0},
-        "data": {"source": "builtin:penguins", "task": "multiclass", "test_size": 0.2, "seed": 0,
-                 "classes": ["Adelie", "Chinstrap", "Gentoo"]},
-        "weighting": {"scheme": "none", "params": {}},
-        "loss": {"name": "crossentropy", "params": {}},
-        "model": {"arch": "mlp", "params": {"depth": 1, "width": 8}, "numeric": numeric},
-        "train": {"optimizer": "adam", "learning_rate": 0.01, "batch_size": 32, "epochs": 1},
-        "tracking": {"enabled": False},
-    }
+    return unit_config(numeric=numeric)
 
 
 def test_the_config_round_trips_the_numeric_encoding() -> None:
