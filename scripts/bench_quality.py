@@ -182,6 +182,15 @@ def weighted_argmax(proba: Any, weights: Sequence[float]) -> Any:
     return np.argmax(np.asarray(proba) * np.asarray(weights, dtype=np.float64)[None, :], axis=1)
 
 
+def numeric_text(numeric: dict[str, Any] | None) -> str | None:
+    """A trial's numeric encoding as a cell: ``standardize``, ``quantile/8``; ``None`` for
+    arrays (no such setting)."""
+    if not numeric:
+        return None
+    bins = numeric.get("bins")
+    return numeric["name"] + (f"/{bins}" if bins else "")
+
+
 def won_row(config: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
     """What a trial's config chose, model parameters it leaves out filled from ``defaults``
     (the arch's own)."""
@@ -195,7 +204,7 @@ def won_row(config: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
         "scheme": with_params(config["weighting"]["scheme"], config["weighting"]["params"]),
         "loss": with_params(config["loss"]["name"], config["loss"]["params"]),
         "arch": config["model"]["arch"],
-        "numeric": model.get("numeric"),
+        "numeric": numeric_text(config["model"].get("numeric")),
         "width": model.get("width"),
         "depth": model.get("depth"),
         "dropout": model.get("dropout"),
@@ -397,7 +406,7 @@ def run_case(case: Case, seed: int, b: Budget, *, b7: bool, b9: bool,
             "with": float(with_fin.test["macro_f1"]),
             "without": float(without_fin.test["macro_f1"]),
             "cv_with": float(with_r.best_value), "cv_without": float(without_r.best_value),
-            "chosen": chosen.get("numeric"),
+            "chosen": numeric_text(chosen.get("numeric")),
         }
         out["timings"]["numeric"] = time.perf_counter() - t1
     # (b) the best trial's fold ensemble against its refit (B7's number)

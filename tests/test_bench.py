@@ -230,3 +230,14 @@ def test_won_row_fills_defaults() -> None:
     assert row["loss"] == "focal (gamma 2.000)"
     assert (row["width"], row["depth"], row["dropout"]) == (32, 2, 0.1)
     assert row["numeric"] is None and row["learning_rate"] == 0.001
+
+
+def test_won_row_names_a_tables_numeric_encoding() -> None:
+    config = {"weighting": {"scheme": "none", "params": {}},
+              "loss": {"name": "crossentropy", "params": {}},
+              "model": {"arch": "mlp", "params": {},
+                        "numeric": {"name": "piecewise_linear", "bins": 8}},
+              "train": {"learning_rate": 0.001}}
+    assert quality.won_row(config, {})["numeric"] == "piecewise_linear/8"
+    config["model"]["numeric"] = {"name": "standardize"}
+    assert quality.won_row(config, {})["numeric"] == "standardize"
