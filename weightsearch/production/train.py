@@ -292,22 +292,18 @@ def train_from_config(
     losses: list[float] = []
     fit_seconds, weights, columns = 0.0, None, train.columns
     if final == "refit":
-        served, losses, fit_seconds, weights = refit(cfg, train, on_epoch)
-        if test is not None:
-            core = served
-            if train.columns is not None:  # a table's model takes raw rows, by column name
-                from weightsearch.preprocessing import raw_model
-
-                served = raw_model(train.columns, core)
-            test_proba = np.asarray(core.predict(test.x, batch_size=1024, verbose=0))
-            test_scores = scores(test_proba)
-        elif train.columns is not None:
+        core, losses, fit_seconds, weights = refit(cfg, train, on_epoch)
+        served = core
+        if train.columns is not None:  # a table's model takes raw rows, by column name
             from weightsearch.preprocessing import raw_model
 
-            served = raw_model(train.columns, served)
-        if ens is not None:
-            other = {"final": "fold_ensemble", "folds": ens.folds,
-                     **scores(ens.predict(train.columns, test.x))}
+            served = raw_model(train.columns, core)
+        if test is not None:
+            test_proba = np.asarray(core.predict(test.x, batch_size=1024, verbose=0))
+            test_scores = scores(test_proba)
+            if ens is not None:
+                other = {"final": "fold_ensemble", "folds": ens.folds,
+                         **scores(ens.predict(train.columns, test.x))}
     else:
         served, columns = ens.model, ens.columns
         if test is not None:
