@@ -137,7 +137,7 @@ def cv_run(case: Case, variant: Variant, seed: int) -> dict[str, Any]:
     runs = trial.user_attrs.get("epochs_run", [])
     return {"f1": float(res.best_value), "seconds": seconds,
             "fit_seconds": float(trial.user_attrs.get("fit_seconds", float("nan"))),
-            "epochs_run": statistics.mean(runs) if runs else None,
+            "epochs_run": float(statistics.mean(runs)) if runs else None,
             "capped": sum(r >= cv["epochs"] for r in runs), "folds": len(runs)}
 
 
