@@ -278,6 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help=f"smoke run: 1 seed, {', '.join(QUICK_DATASETS)}, the baseline and "
                          f"{', '.join(QUICK_VARIANTS)}")
     ap.add_argument("--seeds", type=int, help="number of seeds 0..N-1 (default 3; quick 1)")
+    ap.add_argument("--first-seed", type=int, default=0,
+                    help="seeds start here (e.g. to replicate on fresh seeds)")
     ap.add_argument("--datasets", help=f"comma-separated, of {', '.join(DATASETS)}")
     ap.add_argument("--variants", help=f"comma-separated, of {', '.join(BY_KEY)} (the "
                                        "baseline always runs)")
@@ -296,7 +298,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                  f"{', '.join(BY_KEY)}")
     variants = [v for v in VARIANTS if v.key == "baseline" or v.key in vkeys]
     cases = [c for c in CASES if c.key in keys]
-    seeds = list(range(args.seeds if args.seeds else 1 if args.quick else 3))
+    seeds = [args.first_seed + i for i in range(args.seeds if args.seeds else 1 if args.quick
+                                                else 3)]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.path.insert(0, str(ROOT))
     command = " ".join([".venv/bin/python", "scripts/bench_defaults.py",
