@@ -241,3 +241,38 @@ def test_won_row_names_a_tables_numeric_encoding() -> None:
     assert quality.won_row(config, {})["numeric"] == "piecewise_linear/8"
     config["model"]["numeric"] = {"name": "standardize"}
     assert quality.won_row(config, {})["numeric"] == "standardize"
+
+
+# ---- scripts/bench_defaults.py's pure helpers -----------------------------------------------
+import bench_defaults as defaults  # noqa: E402
+
+
+def test_run_setup_adds_one_change_to_the_baseline() -> None:
+    space, cv = defaults.run_setup(defaults.BY_KEY["width=32"])
+    assert space == {"weighting": {"scheme": "sqrt"}, "loss": {"name": "crossentropy"},
+                     "model": {"arch": "mlp", "width": 32}}
+    assert cv == {"folds": 5, "epochs": 30, "patience": 5}
+    space, _ = defaults.run_setup(defaults.BY_KEY["adamw"])
+    assert space["train"] == {"optimizer": "adamw"} and space["model"] == {"arch": "mlp"}
+    space, cv = defaults.run_setup(defaults.BY_KEY["epochs=60"])
+    assert cv == {"folds": 5, "epochs": 60, "patience": 10} and "train" not in space
+    assert defaults.BASE_SPACE["model"] == {"arch": "mlp"}  # not mutated by the variants
+    with pytest.raises(ValueError, match="expected sections model, train or cv"):
+        defaults.run_setup(defaults.Variant("bad", "bad", {"loss": {"name": "focal"}}))
+
+
+def test_paired_deltas_and_decide() -> None:
+    assert defaults.paired_deltas({0: 0.9, 1: 0.8, 2: 0.7}, {0: 0.85, 2: 0.75}) == (
+        pytest.approx([0.05, -0.05]))
+    # every dataset positive and mean 0.006 > 0.005: change
+    assert defaults.decide({"a": 0.002, "b": 0.010})
+    # mean 0.004: keep; one dataset negative despite a large mean: keep; a zero: keep
+    assert not defaults.decide({"a": 0.002, "b": 0.006})
+    assert not defaults.decide({"a": -0.001, "b": 0.050})
+    assert not defaults.decide({"a": 0.0, "b": 0.050})
+    assert not defaults.decide({})
+
+
+def test_signed_pm() -> None:
+    assert defaults.signed_pm([0.01, 0.03]) == "+0.020 ± 0.014"
+    assert defaults.signed_pm([-0.5], 2) == "-0.50 ± 0.00"
