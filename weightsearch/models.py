@@ -192,7 +192,9 @@ _CONV_PARAMS: dict[str, Param] = {
     input_kind="tabular",
     params={
         "depth": Param(2, low=1, high=4, integer=True, doc="hidden layers"),
-        "width": Param(64, low=8, high=512, integer=True, log=True, doc="units per hidden layer"),
+        # 256 (was 64): +0.012 CV macro-F1 on 4 real tables, +0.015 with lr 3e-3 (B11)
+        "width": Param(256, low=8, high=512, integer=True, log=True,
+                       doc="units per hidden layer"),
         "dropout": _DROPOUT,
         "batch_norm": Param(False, choices=(True, False), doc="BatchNormalization before act."),
         "activation": Param("relu", choices=("relu", "gelu", "elu", "tanh"), doc="activation"),

@@ -82,12 +82,10 @@ def make_optimizer(name: str, learning_rate: float, global_clipnorm: float = 0.0
 
 def optimizer_of(config: dict[str, Any]) -> Any:
     """The optimiser a configuration's ``train`` section describes."""
-    train = config.get("train", {})
-    return make_optimizer(
-        train.get("optimizer", "adam"),
-        train.get("learning_rate", 1e-3),
-        train.get("global_clipnorm", 0.0),
-    )
+    from weightsearch.space import TRAIN_PARAMS
+
+    train = {**{k: p.default for k, p in TRAIN_PARAMS.items()}, **config.get("train", {})}
+    return make_optimizer(train["optimizer"], train["learning_rate"], train["global_clipnorm"])
 
 
 @dataclass
