@@ -137,8 +137,10 @@ def test_a_bad_keyword_is_one_clear_error_naming_it(kwargs, expected) -> None:
 def test_bad_data_arguments_are_one_clear_error(frame) -> None:
     with pytest.raises(SpecError, match=r"^search\(\): data: expected a pandas DataFrame"):
         weightsearch.search(42)
-    with pytest.raises(ValueError, match="no target column"):
+    with pytest.raises(ValueError, match=r"^The DataFrame has no target column\(s\) 'nope'"):
         weightsearch.search(frame, target="nope")
+    with pytest.raises(ValueError, match=r"^The arrays: array 'x' has 3 rows but 'y' has 2"):
+        weightsearch.search((np.zeros((3, 2)), np.zeros(2)))
     with pytest.raises(SpecError, match="target: only for a DataFrame or a file"):
         weightsearch.search((np.zeros((4, 2)), np.zeros(4)), target="y")
 
@@ -258,8 +260,8 @@ def test_bad_treatment_keywords_are_one_clear_error() -> None:
     with pytest.raises(DataError, match=r"column 'amount' has 3 missing value\(s\), at data "
                                         r"row\(s\) 4, 18, 30"):
         weightsearch.search(df, target="label", missing="error", progress=False)
-    with pytest.raises(DataError, match=r"data\.drop names column\(s\) 'ID' that the table "
-                                        "does not have"):
+    with pytest.raises(DataError, match=r"^The DataFrame: data\.drop names column\(s\) 'ID' "
+                                        "that the table does not have"):
         weightsearch.search(df, target="label", drop=["ID"], progress=False)
     with pytest.raises(SpecError, match=r"drop: only for a DataFrame or a table file"):
         weightsearch.search((np.zeros((4, 2)), np.zeros(4)), drop=["a"], progress=False)

@@ -116,6 +116,14 @@ def checked_task(task: object, where: str = "task") -> str:
         raise DataError(str(err)) from None
 
 
+IN_MEMORY = {"DataFrame": "The DataFrame", "arrays": "The arrays"}  # from_frame, from_arrays
+
+
+def where_of(source: str) -> str:
+    """How an error names the data: ``Data file 'x.csv'``, or ``The DataFrame`` in memory."""
+    return IN_MEMORY.get(source, f"Data file {source!r}")
+
+
 def quote_list(items: Sequence[Any], limit: int = 10) -> str:
     """``'a', 'b', ... (12 in all)``: the first ``limit`` items, quoted."""
     shown = ", ".join(repr(i) for i in list(items)[:limit])

@@ -13,7 +13,7 @@ import pandas as pd
 
 from weightsearch.columns import CATEGORICAL_AUTO
 from weightsearch.data.builtins import BUILTIN_PREFIX, BUILTINS, load_builtin
-from weightsearch.data.dataset import DataError, Dataset, quote_list
+from weightsearch.data.dataset import DataError, Dataset, quote_list, where_of
 from weightsearch.data.labels import (
     check_label_columns,
     check_multihot,
@@ -32,7 +32,7 @@ def _check_path(source: str) -> Path:
     if not path.exists():
         names = ", ".join(BUILTIN_PREFIX + n for n in BUILTINS)
         raise DataError(
-            f"Data file {source!r} not found; expected an existing .csv, .parquet, .pq or .npz "
+            f"{where_of(source)} not found; expected an existing .csv, .parquet, .pq or .npz "
             f"file, or one of: {names}."
         )
     if path.is_dir():
@@ -41,11 +41,11 @@ def _check_path(source: str) -> Path:
         )
     if path.suffix.lower() not in SUFFIXES:
         raise DataError(
-            f"Data file {source!r} has unsupported extension {path.suffix!r}; expected one of "
+            f"{where_of(source)} has unsupported extension {path.suffix!r}; expected one of "
             f"{', '.join(SUFFIXES)}."
         )
     if path.stat().st_size == 0:
-        raise DataError(f"Data file {source!r} is empty; expected a {path.suffix} file with data.")
+        raise DataError(f"{where_of(source)} is empty; expected a {path.suffix} file with data.")
     return path
 
 
@@ -60,7 +60,7 @@ def _read_table(path: Path, source: str) -> pd.DataFrame:
             df = pd.read_parquet(path)
     except pd.errors.EmptyDataError:
         raise DataError(
-            f"Data file {source!r} is empty; expected a header and data rows."
+            f"{where_of(source)} is empty; expected a header and data rows."
         ) from None
     except Exception as err:  # noqa: BLE001 - any parser failure is the user's file
         kind = "CSV" if suffix == ".csv" else "Parquet"
@@ -70,7 +70,7 @@ def _read_table(path: Path, source: str) -> pd.DataFrame:
         ) from None
     if len(df.columns) == 0 or len(df) == 0:
         raise DataError(
-            f"Data file {source!r} has no data rows; expected a header and at least one row."
+            f"{where_of(source)} has no data rows; expected a header and at least one row."
         )
     names = _csv_header(path) if suffix == ".csv" else [str(c) for c in df.columns]
     _check_unique_columns(names, source)
@@ -101,7 +101,7 @@ def _check_unique_columns(names: list[str], source: str) -> None:
     repeated = sorted(n for n, count in Counter(names).items() if count > 1)
     if repeated:
         raise DataError(
-            f"Data file {source!r}: column(s) {quote_list(repeated)} appear more "
+            f"{where_of(source)}: column(s) {quote_list(repeated)} appear more "
             "than once in the header; expected unique column names (rename or drop the copies)."
         )
 
@@ -150,7 +150,7 @@ def _read_npz(path: Path, source: str, required: tuple[str, ...]) -> dict[str, n
             missing = [k for k in required if k not in present]
             if missing:
                 raise DataError(
-                    f"Data file {source!r} has no array(s) {missing}; expected arrays "
+                    f"{where_of(source)} has no array(s) {missing}; expected arrays "
                     f"{list(required)}, found {present}."
                 )
             return {k: npz[k] for k in required}
@@ -164,11 +164,11 @@ def _read_npz(path: Path, source: str, required: tuple[str, ...]) -> dict[str, n
 def _npz_x(x: np.ndarray, source: str) -> np.ndarray:
     if x.dtype.kind not in "biuf":
         raise DataError(
-            f"Data file {source!r}: array 'x' has dtype {x.dtype}; expected numbers."
+            f"{where_of(source)}: array 'x' has dtype {x.dtype}; expected numbers."
         )
     if x.ndim == 1:
         x = x[:, None]
-    return as_float32(x.astype(np.float64), f"Data file {source!r}", None)
+    return as_float32(x.astype(np.float64), where_of(source), None)
 
 
 def _load_npz(path: Path, source: str, target: Any, task: str | None) -> Dataset:
@@ -185,30 +185,30 @@ def array_dataset(x: np.ndarray, y: np.ndarray, source: str, task: str | None) -
     """Arrays' Dataset: ``x`` with 2-4 dimensions, ``y`` labels ``(N,)`` or 0/1 ``(N, L)``."""
     x, y = np.asarray(x), np.asarray(y)
     if x.ndim == 0 or y.ndim == 0:
-        raise DataError(f"Data file {source!r}: arrays 'x' and 'y' must have a row axis, "
+        raise DataError(f"{where_of(source)}: arrays 'x' and 'y' must have a row axis, "
                         f"but got shapes {x.shape} and {y.shape}.")
     if len(x) != len(y):
         raise DataError(
-            f"Data file {source!r}: array 'x' has {len(x)} rows but 'y' has {len(y)}; "
+            f"{where_of(source)}: array 'x' has {len(x)} rows but 'y' has {len(y)}; "
             "expected the same number."
         )
     if len(x) == 0:
-        raise DataError(f"Data file {source!r} has 0 rows; expected data.")
+        raise DataError(f"{where_of(source)} has 0 rows; expected data.")
     if x.ndim > 4:
         raise DataError(
-            f"Data file {source!r}: array 'x' has shape {x.shape}; expected 2 (tabular), "
+            f"{where_of(source)}: array 'x' has shape {x.shape}; expected 2 (tabular), "
             "3 (sequence) or 4 (image) dimensions."
         )
     x = _npz_x(x, source)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim == 1:
-        where = f"Data file {source!r}, array 'y'"
+        where = f"{where_of(source)}, array 'y'"
         y, classes = encode_labels(y, where)
         detected = single_label(y, classes, where)
     elif y.ndim == 2:
         cols = [
-            check_multihot(y[:, j], f"Data file {source!r}, array 'y' column {j},")
+            check_multihot(y[:, j], f"{where_of(source)}, array 'y' column {j},")
             for j in range(y.shape[1])
         ]
         y = np.stack(cols, axis=1)
@@ -216,13 +216,13 @@ def array_dataset(x: np.ndarray, y: np.ndarray, source: str, task: str | None) -
         detected = "multilabel"
     else:
         raise DataError(
-            f"Data file {source!r}: array 'y' has shape {y.shape}; expected (N,) labels or "
+            f"{where_of(source)}: array 'y' has shape {y.shape}; expected (N,) labels or "
             "(N, L) 0/1 multi-hot."
         )
     y, classes, task = resolve_task(y, classes, detected, task, f"{source!r}")
     if task == "multilabel":
         check_label_columns(
-            y, classes, lambda t: f"Data file {source!r}, array 'y' column {t!r},"
+            y, classes, lambda t: f"{where_of(source)}, array 'y' column {t!r},"
         )
     return Dataset(x=x, y=y, classes=classes, task=task, name=source, feature_names=None)
 
@@ -274,7 +274,7 @@ def load_rows(path: str, *, feature_names: Sequence[str], ignore: Sequence[str] 
     p = _check_path(source)
     if p.suffix.lower() not in TABLE_SUFFIXES:
         raise DataError(
-            f"Data file {source!r}: expected a table ({', '.join(TABLE_SUFFIXES)}) with the "
+            f"{where_of(source)}: expected a table ({', '.join(TABLE_SUFFIXES)}) with the "
             "training columns."
         )
     df = _read_table(p, source)
@@ -289,7 +289,7 @@ def load_rows(path: str, *, feature_names: Sequence[str], ignore: Sequence[str] 
         if extra:
             parts.append(f"unexpected column(s) {quote_list(extra)}")
         raise DataError(
-            f"Data file {source!r} does not match the training features: "
+            f"{where_of(source)} does not match the training features: "
             f"{'; '.join(parts)}; expected exactly {len(feature_names)} columns "
             f"{quote_list(list(feature_names))}."
         )
@@ -315,7 +315,7 @@ def load_features(
     if p.suffix.lower() in TABLE_SUFFIXES:
         if feature_names is None:
             raise DataError(
-                f"Data file {source!r} is a table, but the model was trained on "
+                f"{where_of(source)} is a table, but the model was trained on "
                 f"{input_shape}-shaped inputs without column names; expected an .npz with "
                 "array 'x'."
             )
@@ -327,13 +327,13 @@ def load_features(
             x = x[:, None]
         if x.ndim == 0 or tuple(x.shape[1:]) != input_shape:
             raise DataError(
-                f"Data file {source!r}: array 'x' has shape {tuple(x.shape)}; expected "
+                f"{where_of(source)}: array 'x' has shape {tuple(x.shape)}; expected "
                 f"(N, {', '.join(str(d) for d in input_shape)}) as in training."
             )
         x = _npz_x(x, source)
     if x.shape[1:] != input_shape:
         raise DataError(
-            f"Data file {source!r} gives inputs of shape {x.shape[1:]}; expected {input_shape}."
+            f"{where_of(source)} gives inputs of shape {x.shape[1:]}; expected {input_shape}."
         )
     return x
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from weightsearch.columns import CATEGORICAL_AUTO, MISSING_MODES, Column, Columns, texts
-from weightsearch.data.dataset import DataError, Dataset, quote_list
+from weightsearch.data.dataset import DataError, Dataset, quote_list, where_of
 from weightsearch.data.labels import (
     check_label_columns,
     check_multihot,
@@ -23,7 +23,6 @@ from weightsearch.data.labels import (
 __all__ = ["DEFAULT_TARGETS", "check_treatment", "table_columns", "table_dataset"]
 
 DEFAULT_TARGETS = ("label", "target")
-
 
 def check_treatment(categorical: Any, missing: Any, drop: Any, where: str = "data") -> None:
     """``DataError`` unless ``categorical`` is ``"auto"`` or a list of names, ``missing`` one
@@ -62,7 +61,7 @@ def table_columns(
     """The :class:`~weightsearch.columns.Columns` of ``df``'s ``features`` and their float32
     code matrix; every user-caused problem is a one-line ``DataError`` naming the column."""
     check_treatment(categorical, missing, list(drop) if isinstance(drop, tuple) else drop)
-    where = f"Data file {source!r}"
+    where = where_of(source)
     for key, named in (("data.drop", list(drop)),
                        ("data.categorical", [] if categorical == CATEGORICAL_AUTO
                         else list(categorical))):
@@ -152,7 +151,7 @@ def table_dataset(
         found = [c for c in DEFAULT_TARGETS if c in available]
         if not found:
             raise DataError(
-                f"Data file {source!r} has no 'label' or 'target' column; pass target=<column> "
+                f"{where_of(source)} has no 'label' or 'target' column; pass target=<column> "
                 "(or a list of 0/1 columns for multi-label). "
                 f"Available columns: {quote_list(available)}."
             )
@@ -168,21 +167,21 @@ def table_dataset(
     missing = [t for t in targets if t not in available]
     if missing:
         raise DataError(
-            f"Data file {source!r} has no target column(s) {quote_list(missing)}; "
+            f"{where_of(source)} has no target column(s) {quote_list(missing)}; "
             f"available columns: {quote_list(available)}."
         )
     features = [c for c in available if c not in targets]
     if not features:
-        raise DataError(f"Data file {source!r} has no feature columns besides the target.")
+        raise DataError(f"{where_of(source)} has no feature columns besides the target.")
     columns, x = table_columns(df, features, source, **treatment)
 
     if isinstance(target, str):
-        where = f"Data file {source!r}, target column {target!r}"
+        where = f"{where_of(source)}, target column {target!r}"
         y, classes = encode_labels(df[target].to_numpy(), where)
         detected = single_label(y, classes, where)
     else:
         cols = [
-            check_multihot(df[t].to_numpy(), f"Data file {source!r}, target column {t!r},")
+            check_multihot(df[t].to_numpy(), f"{where_of(source)}, target column {t!r},")
             for t in targets
         ]
         y = np.stack(cols, axis=1)
@@ -190,6 +189,6 @@ def table_dataset(
         detected = "multilabel"
     y, classes, task = resolve_task(y, classes, detected, task, f"{source!r}")
     if task == "multilabel":
-        check_label_columns(y, classes, lambda t: f"Data file {source!r}, target column {t!r},")
+        check_label_columns(y, classes, lambda t: f"{where_of(source)}, target column {t!r},")
     return Dataset(x=x, y=y, classes=classes, task=task, name=source,
                    feature_names=columns.names, columns=columns)
