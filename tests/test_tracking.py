@@ -183,3 +183,38 @@ def test_tracking_masks_urls_with_the_storage_function() -> None:
     from weightsearch import storage
 
     assert tracking.mask_url is storage.mask_url
+
+
+def test_the_served_signature_takes_whole_numbers_and_holes_in_a_numeric_column(tmp_path) -> None:
+    """Every numeric feature is declared ``double`` (integers too), so MLflow's schema check
+    passes ints and NaN alike; integer codes of a categorical stay ``long``."""
+    import mlflow
+    import numpy as np
+    import pandas as pd
+
+    from weightsearch import data as data_mod
+
+    frame = pd.DataFrame({
+        "n": np.arange(40, dtype=np.int64),                      # a complete integer column
+        "code": np.arange(40, dtype=np.int64) % 3,               # integer codes, categorical
+        "f": np.linspace(0.0, 1.0, 40),
+        "b": np.arange(40) % 2 == 0,
+        "s": ["a", "b"] * 20,
+        "label": [0, 1, 1, 0] * 10,
+    })
+    ds = data_mod.from_frame(frame, target="label", categorical=["code", "b", "s"])
+    types = {c.name: c.value_type for c in ds.columns.features}
+    assert types == {"n": "double", "code": "long", "f": "double", "b": "boolean", "s": "string"}
+
+    class Echo(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):
+            return model_input[["n"]]
+
+    example = frame.drop(columns="label").head(2)
+    sig = served.signature_of(example, example[["n"]], types)
+    mlflow.pyfunc.save_model(str(tmp_path / "echo"), python_model=Echo(), signature=sig)
+    model = mlflow.pyfunc.load_model(str(tmp_path / "echo"))
+    holes = example.astype({"n": "float64"}).assign(n=[np.nan, 7.0])
+    out = model.predict(holes)
+    assert np.isnan(out["n"].iloc[0]) and out["n"].iloc[1] == 7.0
+    assert model.predict(example)["n"].tolist() == [0.0, 1.0]  # int64 rows pass as well

@@ -87,14 +87,16 @@ class Column:
     @property
     def value_type(self) -> str:
         """The type of this column's raw values, as a served model's signature declares it:
-        its own dtype's ``boolean``, ``long`` (integers, complete in the data), ``double``
-        (other numbers) or ``string``."""
+        ``boolean`` (a bool column), ``double`` (every numeric feature, integers too: MLflow
+        passes whole numbers to a ``double`` column and refuses NaN in a ``long`` one, and a
+        hole is imputed), ``long`` (integer codes of a categorical, complete in the data) or
+        ``string``."""
         if self.dtype == "bool":
             return "boolean"
-        if self.dtype.startswith(("int", "uint")):
-            return "long"
         if self.kind == "numeric" or self.dtype.startswith("float"):
             return "double"
+        if self.dtype.startswith(("int", "uint")):
+            return "long"
         return "string"
 
     def describe(self) -> str:
