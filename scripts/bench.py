@@ -1468,6 +1468,17 @@ def write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def publish(new: str, out: Path, write: bool, what: str, minutes: float) -> None:
+    """Merge ``new`` (summary rows and sections) into ``out`` when ``write``, else print it."""
+    if write:
+        old = out.read_text() if out.exists() else ""
+        write_atomic(out, merge_report(old, new).encode())
+        log(f"wrote {what} into {out} ({minutes:.1f} minutes)")
+    else:
+        print(new)
+        log(f"done in {minutes:.1f} minutes (not written; --write writes {out.name})")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     global TMP
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])

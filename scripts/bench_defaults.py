@@ -342,13 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     new = "## Summary\n\n" + table(["id", "figure", "target", "result", "verdict"],
                                    [[FID, TITLE, RULE, summary, verdict(None)]]) + \
         "\n\n" + section + "\n"
-    if args.write:
-        old = args.out.read_text() if args.out.exists() else ""
-        bench.write_atomic(args.out, bench.merge_report(old, new).encode())
-        log(f"wrote {FID} into {args.out} ({minutes:.1f} minutes)")
-    else:
-        print(new)
-        log(f"done in {minutes:.1f} minutes (not written; --write writes {args.out.name})")
+    bench.publish(new, args.out, args.write, FID, minutes)
     return 0
 
 

@@ -689,13 +689,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows["B9"] = (text, None)
             sections.append(section)
         new = "\n\n".join([summary_table(rows), *sections]) + "\n"
-        if args.write:
-            old = args.out.read_text() if args.out.exists() else ""
-            bench.write_atomic(args.out, bench.merge_report(old, new).encode())
-            log(f"wrote {', '.join(rows)} into {args.out} ({minutes:.1f} minutes)")
-        else:
-            print(new)
-            log(f"done in {minutes:.1f} minutes (not written; --write writes {args.out.name})")
+        bench.publish(new, args.out, args.write, ", ".join(rows), minutes)
     finally:
         shutil.rmtree(TMP, ignore_errors=True)
     return 0

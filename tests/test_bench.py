@@ -192,6 +192,17 @@ def test_merge_report_with_nothing_new_is_the_old_text() -> None:
     assert bench.merge_report(_OLD, "") == _OLD
 
 
+def test_publish_merges_into_the_file_or_prints(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "BENCHMARKS.md"
+    out.write_text(_OLD)
+    new = "## B7: seven\n\nnew B7 text\n"
+    bench.publish(new, out, False, "B7", 1.0)
+    assert out.read_text() == _OLD and "new B7 text" in capsys.readouterr().out
+    bench.publish(new, out, True, "B7", 1.0)
+    assert out.read_text() == bench.merge_report(_OLD, new)
+    assert "## B7: seven\n\nnew B7 text" in out.read_text() and "old B10 text" in out.read_text()
+
+
 # ---- scripts/bench_quality.py's pure helpers ------------------------------------------------
 def test_gap_closed_and_b7_verdict() -> None:
     # HGB leads the best MLP baseline (0.80) by 0.10; the search closes 0.06 of it
