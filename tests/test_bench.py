@@ -213,7 +213,29 @@ def test_gap_closed_and_b7_verdict() -> None:
     v = quality.b7_verdict({"search": 0.79, "none": 0.80, "balanced": 0.70, "hgb": 0.60})
     assert not v["above"] and v["closed"] is None and not v["met"]
     v = quality.b7_verdict({"search": 0.85, "none": 0.80, "balanced": 0.70, "hgb": 0.60})
-    assert v["met"]
+    assert v["met"] and not v["tied"]
+    tie = quality.b7_verdict({"search": 1.0, "none": 1.0, "balanced": 1.0, "hgb": 0.99})
+    assert tie["tied"] and not tie["above"] and not tie["met"]
+
+
+def test_b7_summary_counts_ties_and_says_when_trees_never_lead() -> None:
+    win = quality.b7_verdict({"search": 0.85, "none": 0.80, "balanced": 0.70, "hgb": 0.60})
+    tie = quality.b7_verdict({"search": 1.0, "none": 1.0, "balanced": 1.0, "hgb": 0.99})
+    assert quality.b7_summary([win, tie], 3) == (
+        "targets met on 1 of 3 datasets: the search above both MLP baselines on 1 of 3 "
+        "(tied with the better one on 1); HGB leads the MLP baselines on none of them")
+    short = quality.b7_verdict({"search": 0.84, "none": 0.80, "balanced": 0.78, "hgb": 0.90})
+    assert quality.b7_summary([win, short], 2) == (
+        "targets met on 1 of 2 datasets: the search above both MLP baselines on 2 of 2; "
+        "at least half of the gap to HGB closed on 0 of the 1 where HGB leads")
+
+
+def test_b7_why_names_each_missed_dataset_with_its_margin_and_spread() -> None:
+    assert quality.b7_why([]) == ""
+    why = quality.b7_why([("wine", 0.0, 0.0, 36), ("digits-lt", -0.0131, 0.0541, 119)])
+    assert why.startswith("Why, and what would change it:")
+    assert "wine +0.000 (std 0.000; 1/36 test rows = 0.028)" in why  # 1/36 = 0.0278
+    assert "digits-lt -0.013 (std 0.054; 1/119 test rows = 0.008)" in why  # 1/119 = 0.0084
 
 
 def test_mean_std_and_pm() -> None:
