@@ -40,6 +40,7 @@ class StudyProgress:
         self.metric = metric
         self.folds, self.epochs = folds, epochs
         self.best = -math.inf
+        self.best_trial: int | None = None
         self.counts = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0}
         self.bar = Progress(
             TextColumn("[bold]trials"),
@@ -59,26 +60,31 @@ class StudyProgress:
         """Start the bar; ``best`` is the study's best value so far (a resumed study)."""
         if best is not None:
             self.best = best
-        shown = f"{self.best:.4f}" if self.best > -math.inf else "–"
         self.bar.start()
-        self.task = self.bar.add_task("study", total=total, best=shown, now="")
+        self.task = self.bar.add_task("study", total=total, best=self.best_text(), now="")
+
+    def best_text(self) -> str:
+        """``0.9836 (trial 4)``; the value alone for a resumed study's earlier best."""
+        if self.best == -math.inf:
+            return "–"
+        return f"{self.best:.4f}" + (f" (trial {self.best_trial})"
+                                     if self.best_trial is not None else "")
 
     def epoch(self, trial: int, fold: int | None, epoch: int) -> None:
         """Show the running trial's epoch; ``fold`` is None when all folds train together."""
         where = f"{self.folds} folds" if fold is None else f"fold {fold + 1}/{self.folds}"
-        now = f"trial {trial} · {where} · epoch {epoch + 1}"
+        now = f"· running trial {trial} · {where} · epoch {epoch + 1}"
         self.bar.update(self.task, now=now)
 
     def trial_done(self, study: Any, trial: Any) -> None:
         state = trial.state.name
         self.counts[state] = self.counts.get(state, 0) + 1
         if state == "COMPLETE" and trial.value is not None and trial.value > self.best:
-            self.best = trial.value
-        best = f"{self.best:.4f}" if self.best > -math.inf else "–"
-        note = "" if state == "COMPLETE" else f"trial {trial.number} {state.lower()}"
+            self.best, self.best_trial = trial.value, trial.number
+        note = "" if state == "COMPLETE" else f"· last: trial {trial.number} {state.lower()}"
         if state == "FAIL":
             note += f": {trial.user_attrs.get('error', '')}"[:80]
-        self.bar.update(self.task, advance=1, best=best, now=note)
+        self.bar.update(self.task, advance=1, best=self.best_text(), now=note)
 
     def stop(self) -> None:
         self.bar.stop()
