@@ -222,6 +222,8 @@ def test_ctrl_c_during_the_exit_flush_stops_it_at_once() -> None:
     proc = subprocess.Popen(
         _script(
             """
+            import signal  # Ctrl-C as in a terminal, even if this run inherited SIG_IGN
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             tracking.submit_artifact_job(threading.Event().wait, "a stuck upload")
             print("ready", flush=True)
             """

@@ -527,7 +527,9 @@ def test_trained_model_is_saved_evaluated_and_registered(pipeline) -> None:
         info = Model.load(ml["version_uri"])
         assert info.signature is not None and info.saved_input_example_info is not None
         assert "python_function" in info.flavors
-        assert info.flavors["python_function"]["loader_module"] == "mlflow.pyfunc.model"
+        pyfunc_flavor = info.flavors["python_function"]  # models from code: nothing pickled
+        assert pyfunc_flavor["loader_module"] == "mlflow.pyfunc.loaders.code_model"
+        assert pyfunc_flavor["config"] == {"loader": "weightsearch.production.predict:load_model"}
         cols = info.signature.inputs.inputs
         assert [c.name for c in cols] == [f"x{i}" for i in range(6)]
         assert {c.type.name for c in cols} == {"double"}

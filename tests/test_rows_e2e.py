@@ -151,6 +151,7 @@ def test_the_registered_pyfunc_serves_raw_rows_in_a_fresh_process(rows) -> None:
         "print(model.predict(rows)['prediction'].tolist())\n"
         "print(model.predict(rows, params={'probabilities': True}).columns.tolist())\n"
         "print(any(m.startswith('weightsearch') for m in sys.modules))\n"
+        "print(model.metadata.flavors['python_function'].get('loader_module'))\n"
     )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run(
@@ -158,13 +159,15 @@ def test_the_registered_pyfunc_serves_raw_rows_in_a_fresh_process(rows) -> None:
         capture_output=True, text=True, timeout=300, env=env, cwd=rows["tmp"],
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = proc.stdout.strip().splitlines()[-4:]
+    lines = proc.stdout.strip().splitlines()[-5:]
     assert lines[0] == str({"colour": "string", "member": "boolean", "dose": "double",
                             "age": "double"})
     expected = pd.read_csv(rows["predictions"])["prediction"].tolist()
     assert lines[1] == str(expected)
     assert lines[2] == str(["prediction", "proba_sick", "proba_well"])
     assert lines[3] == "True"  # loaded by MLflow itself: the user imported no weightsearch
+    # logged as code (served_code.py), so MLflow neither pickles it nor warns about pickling
+    assert lines[4] == "mlflow.pyfunc.loaders.code_model"
 
 
 @pytest.mark.slow
@@ -179,7 +182,9 @@ def test_the_fold_ensemble_is_a_final_model_and_is_scored_beside_the_refit(rows,
     ens_cfg.write_text(text.replace('final = "refit"', 'final = "fold_ensemble"'))
     capsys.readouterr()
     assert main(["train", str(ens_cfg), "--out", str(tmp / "ens")]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
+    assert "Downloading artifacts" not in captured.err  # MLflow's bar off inside train
     assert "final model: the fold ensemble (train.final), the mean of trial" in printed
     ens = json.loads((tmp / "ens" / "weightsearch.json").read_text())
     assert ens["final"] == "fold_ensemble" and ens["fold_models"] == 2

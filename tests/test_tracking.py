@@ -218,3 +218,18 @@ def test_the_served_signature_takes_whole_numbers_and_holes_in_a_numeric_column(
     out = model.predict(holes)
     assert np.isnan(out["n"].iloc[0]) and out["n"].iloc[1] == 7.0
     assert model.predict(example)["n"].tolist() == [0.0, 1.0]  # int64 rows pass as well
+
+
+def test_no_artifact_bar_turns_mlflows_download_bar_off_unless_the_user_chose(monkeypatch) -> None:
+    from mlflow.environment_variables import MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR as bar
+
+    from weightsearch.tracking.served import no_artifact_bar
+
+    monkeypatch.delenv(bar.name, raising=False)
+    assert bar.get() is True  # MLflow's default
+    with no_artifact_bar():
+        assert bar.get() is False
+    assert bar.name not in __import__("os").environ  # restored: unset again
+    monkeypatch.setenv(bar.name, "true")  # the user's choice wins
+    with no_artifact_bar():
+        assert bar.get() is True

@@ -17,6 +17,8 @@ from weightsearch.tracking import NullTracker, TrackingError, quiet_logs
 CHAMPION = "champion"
 #: The served model's artifact: the model directory (``model.keras`` + metadata).
 MODEL_ARTIFACT = "model"
+#: The file MLflow logs and runs to build the served model (models from code).
+CODE = Path(__file__).with_name("served_code.py")
 #: MLflow column types of a table's raw columns, by :attr:`Column.value_type`.
 COLUMN_TYPES = ("double", "long", "boolean", "string")
 
@@ -114,15 +116,17 @@ def rows_model_class() -> type:
         raw rows (columns by name; missing values and unseen categories allowed) and returns
         a DataFrame: ``prediction`` (class names, with the tuned decision rule applied; one
         0/1 ``pred_<label>`` column per label for multi-label), and ``proba_<class>``
-        columns with ``params={"probabilities": True}``. ``loader`` (``"module:function"``)
-        reloads the model directory artifact."""
+        columns with ``params={"probabilities": True}``. The loader (``"module:function"``)
+        that reopens the model directory artifact is the model config's ``loader``
+        (:data:`CODE` builds the model, so nothing is pickled)."""
 
-        def __init__(self, loader: str) -> None:
-            self.loader = loader
+        def __init__(self, loader: str | None = None) -> None:
+            self.loader = loader  # kept for models pickled before models-from-code
             self.model: Any = None
 
         def load_context(self, context: Any) -> None:
-            module, _, name = self.loader.partition(":")
+            loader = (context.model_config or {}).get("loader") or self.loader
+            module, _, name = loader.partition(":")
             load = getattr(importlib.import_module(module), name)
             self.model = load(context.artifacts[MODEL_ARTIFACT])
 
@@ -173,7 +177,8 @@ def log_served_model(
 
     Returns ``{"model_uri", "model_id", "registered_model", "version", "version_uri",
     "alias"}`` or ``None`` when tracking is off. Works offline: the requirements are the
-    weightsearch, Keras and TensorFlow installed here, pinned; nothing is inferred."""
+    Keras and TensorFlow installed here, pinned (weightsearch must be installed where the
+    model is loaded); nothing is inferred."""
     if run is None or not tracker.enabled:
         return None
     import contextlib
@@ -205,6 +210,7 @@ def log_served_model(
             mlflow.start_run(run_id=run, nested=nested),
             contextlib.redirect_stdout(io.StringIO()),
             no_requirement_check(),
+            no_artifact_bar(),  # MLflow copies the model directory in as an artifact
         ):
             if training is not None:
                 mlflow.log_input(training, context="training")
@@ -212,7 +218,8 @@ def log_served_model(
                 None,
                 name="model",
                 flavor=flavor,
-                python_model=rows_model_class()(loader),
+                python_model=str(CODE),
+                model_config={"loader": loader},
                 artifacts={MODEL_ARTIFACT: str(model_dir)},
                 signature=signature,
                 input_example=example,
@@ -279,13 +286,31 @@ def training_input(data: Any, targets: Any, *, source: str, name: str) -> Any:
     return mlflow.data.from_numpy(data, source=src, targets=targets, name=name)
 
 
+@contextmanager
+def no_artifact_bar() -> Iterator[None]:
+    """MLflow's "Downloading artifacts" bar off (a fetch, or the model copied into a run)
+    inside a command, unless the user set ``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR``."""
+    import os
+
+    name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    if name in os.environ:
+        yield
+        return
+    os.environ[name] = "false"
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
+
+
 def fetch_artifact(uri: str, run: str, path: str, dst: str | Path) -> str:
     """Download artifact ``path`` of MLflow run ``run`` into ``dst``; the local path."""
     from mlflow import MlflowClient
 
     quiet_logs()
     try:
-        return str(MlflowClient(tracking_uri=uri).download_artifacts(run, path, str(dst)))
+        with no_artifact_bar():
+            return str(MlflowClient(tracking_uri=uri).download_artifacts(run, path, str(dst)))
     except Exception as exc:
         raise TrackingError(
             f"cannot fetch {path!r} of MLflow run {run} from {mask_url(uri)!r}: "
