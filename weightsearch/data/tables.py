@@ -24,6 +24,7 @@ __all__ = ["DEFAULT_TARGETS", "check_treatment", "table_columns", "table_dataset
 
 DEFAULT_TARGETS = ("label", "target")
 
+
 def check_treatment(categorical: Any, missing: Any, drop: Any, where: str = "data") -> None:
     """``DataError`` unless ``categorical`` is ``"auto"`` or a list of names, ``missing`` one
     of :data:`~weightsearch.columns.MISSING_MODES` and ``drop`` a list of names."""
