@@ -50,7 +50,7 @@ BASE_SPACE: dict[str, Any] = {"weighting": {"scheme": "sqrt"}, "loss": {"name": 
 BASE_CV: dict[str, int] = {"folds": 5, "epochs": 30, "patience": 5}  # spec.CVSpec's defaults
 DATASETS = ("breast-cancer", "wine", "diabetes", "penguins")
 QUICK_DATASETS = ("wine", "penguins")
-QUICK_VARIANTS = ("width=128", "lr=3e-3")
+QUICK_VARIANTS = ("width=128", "lr=1e-3")
 WARMUP_SEED = 1000  # the discarded warm-up run of each dataset
 
 
@@ -63,16 +63,18 @@ class Variant:
 
 
 VARIANTS = [
-    Variant("baseline", "baseline (today's defaults)"),
-    *(Variant(f"width={w}", f"width {w}", {"model": {"width": w}}) for w in (32, 128, 256)),
+    Variant("baseline", "baseline (the run's defaults)"),
+    *(Variant(f"width={w}", f"width {w}", {"model": {"width": w}}) for w in (32, 64, 128, 256)),
     *(Variant(f"depth={d}", f"depth {d}", {"model": {"depth": d}}) for d in (1, 3)),
     *(Variant(f"dropout={p}", f"dropout {p}", {"model": {"dropout": p}}) for p in (0.0, 0.3)),
     Variant("batch_norm", "batch_norm true", {"model": {"batch_norm": True}}),
     Variant("adamw", "optimizer adamw (Keras default weight_decay 0.004)",
             {"train": {"optimizer": "adamw"}}),
     *(Variant(f"lr={lr}", f"learning_rate {lr}", {"train": {"learning_rate": float(lr)}})
-      for lr in ("3e-4", "3e-3")),
+      for lr in ("3e-4", "1e-3", "3e-3")),
     Variant("epochs=60", "epochs 60, patience 10", {"cv": {"epochs": 60, "patience": 10}}),
+    Variant("before-b11", "width 64, learning_rate 1e-3 (the defaults before B11)",
+            {"model": {"width": 64}, "train": {"learning_rate": 1e-3}}),
 ]
 BY_KEY = {v.key: v for v in VARIANTS}
 
@@ -92,6 +94,26 @@ def run_setup(variant: Variant) -> tuple[dict[str, Any], dict[str, int]]:
         if section in variant.change:
             space[section] = {**space.get(section, {}), **variant.change[section]}
     return space, {**BASE_CV, **variant.change.get("cv", {})}
+
+
+def current_default(section: str, key: str) -> Any:
+    """The code's default of ``key`` in ``section`` (``model``: the MLP's parameters,
+    ``train``: :data:`space.TRAIN_PARAMS`, ``cv``: :class:`spec.CVSpec`)."""
+    from weightsearch import models, space, spec
+
+    if section == "model":
+        return models.arch_params("mlp")[key].default
+    if section == "train":
+        return space.TRAIN_PARAMS[key].default
+    return getattr(spec.CVSpec(), key)
+
+
+def at_default(variant: Variant) -> bool:
+    """Whether every change of ``variant`` is already the default (it would rerun the
+    baseline); never for the baseline itself."""
+    return bool(variant.change) and all(
+        current_default(section, k) == v
+        for section, keys in variant.change.items() for k, v in keys.items())
 
 
 def paired_deltas(values: Mapping[int, float], base: Mapping[int, float]) -> list[float]:
@@ -153,7 +175,7 @@ def scores(runs: Runs, variant: str, dataset: str) -> dict[int, float]:
 
 
 def defaults_line() -> str:
-    """Today's defaults, read from the code (the arch's, the train parameters', the CV's)."""
+    """The tree's defaults, read from the code (the arch's, the train parameters', the CV's)."""
     from weightsearch import models, space, spec
 
     mlp = ", ".join(f"{k} {p.default}" for k, p in models.arch_params("mlp").items()
@@ -232,14 +254,16 @@ def render(runs: Runs, cases: list[Case], variants: list[Variant], seeds: list[i
                    f"{MARGIN} on average")
     setup = (
         f"{run_line}\n\n"
-        f"Baseline: today's defaults ({defaults_line()}) with the weighting fixed to `sqrt` "
-        "and the loss to `crossentropy` (the default space searches only those two; `sqrt` "
-        "won on every real table of issue 15). Each CV run is the product's objective on one "
+        f"Baseline: the defaults of the tree that ran ({defaults_line()}) with the weighting "
+        "fixed to `sqrt` and the loss to `crossentropy` (the default space searches only "
+        "those two; `sqrt` won on every real table of issue 15). Each CV run is the "
+        "product's objective on one "
         "fixed config: `weightsearch.search(frame, target, space={fixed values}, n_trials=1, "
         "folds, epochs, seed, cv={\"patience\"})` → `result.best_value`, the CV macro-F1 "
         "(mean over folds of each fold's best-epoch validation macro-F1, untuned decision). "
-        f"Space of the baseline: `{BASE_SPACE}`; each variant adds one key to "
-        "`space.model` or `space.train`, or (epochs 60) replaces `epochs` and `cv.patience`. "
+        f"Space of the baseline: `{BASE_SPACE}`; each variant adds one key (the "
+        "before-B11 row two) to `space.model` or `space.train`, or (epochs 60) replaces "
+        "`epochs` and `cv.patience`. "
         "`adamw` is `keras.optimizers.AdamW` with Keras's default `weight_decay` = 0.004 "
         "(the product passes only the learning rate). "
         f"Seeds {seeds}: the seed draws the stratified 80/20 split, the folds and the "
@@ -297,6 +321,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"--variants: unknown {sorted(set(vkeys) - set(BY_KEY))}; expected some of "
                  f"{', '.join(BY_KEY)}")
     variants = [v for v in VARIANTS if v.key == "baseline" or v.key in vkeys]
+    skipped = [v for v in variants if at_default(v)]
+    variants = [v for v in variants if v not in skipped]
+    if skipped:
+        log(f"not run, being the defaults now: {', '.join(v.label for v in skipped)}")
     cases = [c for c in CASES if c.key in keys]
     seeds = [args.first_seed + i for i in range(args.seeds if args.seeds else 1 if args.quick
                                                 else 3)]
@@ -338,6 +366,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{total} CV runs in {minutes:.1f} minutes; load average {load_start} at the "
                 f"start, {bench.loadavg()} at the end). "
                 + " ".join(line.lstrip("- ") + "." for line in bench.machine()))
+    if skipped:
+        run_line += (" Not run, being the defaults of this tree: "
+                     + ", ".join(v.label for v in skipped) + ".")
     summary, section = render(runs, cases, variants, seeds, run_line)
     new = "## Summary\n\n" + table(["id", "figure", "target", "result", "verdict"],
                                    [[FID, TITLE, RULE, summary, verdict(None)]]) + \

@@ -280,6 +280,20 @@ def test_won_row_names_a_tables_numeric_encoding() -> None:
 import bench_defaults as defaults  # noqa: E402
 
 
+def test_at_default_finds_the_variants_that_would_rerun_the_baseline() -> None:
+    from weightsearch import models, space
+
+    width = models.arch_params("mlp")["width"].default
+    lr = space.TRAIN_PARAMS["learning_rate"].default
+    assert defaults.current_default("model", "width") == width
+    assert defaults.current_default("cv", "patience") == 5  # spec.CVSpec
+    assert defaults.at_default(defaults.Variant("w", "w", {"model": {"width": width}}))
+    assert not defaults.at_default(defaults.Variant("w", "w", {"model": {"width": width + 1}}))
+    both = {"model": {"width": width}, "train": {"learning_rate": lr * 10}}
+    assert not defaults.at_default(defaults.Variant("b", "b", both))  # one change is new
+    assert not defaults.at_default(defaults.BY_KEY["baseline"])
+
+
 def test_run_setup_adds_one_change_to_the_baseline() -> None:
     space, cv = defaults.run_setup(defaults.BY_KEY["width=32"])
     assert space == {"weighting": {"scheme": "sqrt"}, "loss": {"name": "crossentropy"},
