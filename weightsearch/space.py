@@ -37,7 +37,7 @@ from weightsearch.spec import Spec, SpecError, is_range
 
 #: Training hyperparameters that are not part of a component.
 TRAIN_PARAMS: dict[str, Param] = {
-    # 3e-3 (was 1e-3): +0.009 CV macro-F1 on 4 real tables, +0.011 on digits-lt (B11)
+    # 3e-3 (was 1e-3): +0.009 CV macro-F1 on 4 real tables (B11)
     "learning_rate": Param(
         3e-3, low=0.0, high=1.0, low_open=True, log=True, doc="optimiser learning rate"
     ),
