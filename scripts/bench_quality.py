@@ -203,13 +203,6 @@ def b7_why(missed: Sequence[tuple[str, float, float, int]]) -> str:
             "same test macro-F1 on every seed. More seeds, or larger tables, would.")
 
 
-def weighted_argmax(proba: Any, weights: Sequence[float]) -> Any:
-    """Multiclass decision with per-class weights: ``argmax_c(p_c · w_c)``."""
-    import numpy as np
-
-    return np.argmax(np.asarray(proba) * np.asarray(weights, dtype=np.float64)[None, :], axis=1)
-
-
 def numeric_text(numeric: dict[str, Any] | None) -> str | None:
     """A trial's numeric encoding as a cell: ``standardize``, ``quantile/8``; ``None`` for
     arrays (no such setting)."""
@@ -448,7 +441,8 @@ def run_case(case: Case, seed: int, b: Budget, *, b7: bool, b9: bool,
         proba = np.asarray(fin.test_proba)
         plain = metrics.score("macro_f1", test.y, np.argmax(proba, axis=1), task=test.task,
                               n_classes=test.n_classes)
-        weighted = metrics.score("macro_f1", test.y, weighted_argmax(proba, weights),
+        weighted = metrics.score("macro_f1", test.y,
+                                 metrics.decide(proba, "multiclass", weights=weights),
                                  task=test.task, n_classes=test.n_classes)
         out["decision"] = {"cv": float(best.value), "cv_tuned": float(tuned),
                            "test": float(plain), "test_tuned": float(weighted)}

@@ -265,3 +265,12 @@ def test_bad_treatment_keywords_are_one_clear_error() -> None:
         weightsearch.search(df, target="label", drop=["ID"], progress=False)
     with pytest.raises(SpecError, match=r"drop: only for a DataFrame or a table file"):
         weightsearch.search((np.zeros((4, 2)), np.zeros(4)), drop=["a"], progress=False)
+
+
+def test_a_fold_ensemble_without_tracking_is_refused_before_any_trial(tmp_path) -> None:
+    df = _shop_frame()
+    url = f"sqlite:///{tmp_path}/o.db"
+    with pytest.raises(SpecError, match=r"search\.final: 'fold_ensemble' needs MLflow tracking"):
+        weightsearch.search(df, target="label", search={"final": "fold_ensemble"},
+                            storage=url, progress=False, n_trials=1, folds=2, epochs=1)
+    assert not (tmp_path / "o.db").exists()  # nothing started

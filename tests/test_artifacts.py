@@ -240,3 +240,20 @@ def test_ctrl_c_during_the_exit_flush_stops_it_at_once() -> None:
         proc.kill()
     assert time.monotonic() - start < 10
     assert "1 MLflow artifact job(s) not logged (interrupted)" in err
+
+
+def test_the_fold_report_applies_multiclass_decision_weights() -> None:
+    # argmax says class a for all three rows; with w = (1, 3, 1) the first two become b
+    # (0.4·3 = 1.2 > 0.5, 0.3·3 = 0.9 > 0.6) and the third stays a (0.05·3 < 0.9)
+    y = np.array([1, 1, 0])
+    proba = np.array([[0.5, 0.4, 0.1], [0.6, 0.3, 0.1], [0.9, 0.05, 0.05]])
+    kw = {"task": "multiclass", "classes": ["a", "b", "c"], "positive": 1, "title": "t"}
+    fig, plain = artifacts.fold_artifacts(y, proba, **kw)
+    fig2, weighted = artifacts.fold_artifacts(y, proba, weights=[1.0, 3.0, 1.0], **kw)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig), plt.close(fig2)
+    row = {t.split()[0]: t.split()[1:4] for t in weighted.splitlines()[2:6] if t.strip()}
+    assert row["b"] == ["1.0000", "1.0000", "1.0000"] and row["a"] == ["1.0000"] * 3
+    row = {t.split()[0]: t.split()[1:4] for t in plain.splitlines()[2:6] if t.strip()}
+    assert row["b"] == ["0.0000", "0.0000", "0.0000"]

@@ -246,13 +246,6 @@ def test_mean_std_and_pm() -> None:
     assert quality.pm([None]) == "—"
 
 
-def test_weighted_argmax() -> None:
-    proba = [[0.5, 0.3, 0.2], [0.4, 0.1, 0.5]]
-    assert quality.weighted_argmax(proba, [1.0, 1.0, 1.0]).tolist() == [0, 2]
-    # weights 1, 2, 1: row 0 → 0.5, 0.6, 0.2 picks class 1
-    assert quality.weighted_argmax(proba, [1.0, 2.0, 1.0]).tolist() == [1, 2]
-
-
 def test_won_row_fills_defaults() -> None:
     config = {"weighting": {"scheme": "sqrt", "params": {}},
               "loss": {"name": "focal", "params": {"gamma": 2.0}},
@@ -281,12 +274,11 @@ import bench_defaults as defaults  # noqa: E402
 
 
 def test_at_default_finds_the_variants_that_would_rerun_the_baseline() -> None:
-    from weightsearch import models, space
-
-    width = models.arch_params("mlp")["width"].default
-    lr = space.TRAIN_PARAMS["learning_rate"].default
+    width, lr = 256, 3e-3  # the MLP's and the optimiser's defaults since B11
     assert defaults.current_default("model", "width") == width
+    assert defaults.current_default("train", "learning_rate") == lr
     assert defaults.current_default("cv", "patience") == 5  # spec.CVSpec
+    assert [v.key for v in defaults.VARIANTS if defaults.at_default(v)] == ["width=256", "lr=3e-3"]
     assert defaults.at_default(defaults.Variant("w", "w", {"model": {"width": width}}))
     assert not defaults.at_default(defaults.Variant("w", "w", {"model": {"width": width + 1}}))
     both = {"model": {"width": width}, "train": {"learning_rate": lr * 10}}

@@ -220,3 +220,27 @@ def test_the_encoder_round_trips_through_model_keras(tmp_path: Path) -> None:
     assert enc2.columns == COLS
     np.testing.assert_array_equal(np.asarray(enc2.state["medians"]), [3.0])
     np.testing.assert_array_equal(np.asarray(enc2.state["seen_1"]), [1.0, 1.0, 0.0])
+
+
+def test_embedding_outputs_pass_the_normalization_unscaled() -> None:
+    """Output [v, v missing?, city's 8 embedding dims]: Normalization standardises v (fitted
+    on the fold: μ = mean of 0..15 with the hole imputed) but leaves the embedding slots 2..9
+    at μ = 0, σ² = 1, since the table trains; its initial values say nothing."""
+    from weightsearch.models import build_model
+
+    levels = tuple(f"l{i:02d}" for i in range(17))
+    cols = Columns((Column("v", "numeric", missing=1), Column("city", "categorical", levels)))
+    fit = np.asarray([[float(i), float(i)] for i in range(16)] + [[NAN, 3.0]], dtype=np.float32)
+    model = build_model("mlp", input_shape=(2,), n_outputs=2, task="binary",
+                        params={"depth": 1, "width": 8}, columns=cols, adapt_x=fit, seed=0)
+    enc = _encoder_of(model)
+    assert enc.embedding_slots() == list(range(2, 10))
+    norm = model.get_layer("normalization")
+    mean = np.asarray(norm.mean).ravel()
+    var = np.asarray(norm.variance).ravel()
+    np.testing.assert_allclose(mean[2:], 0.0)
+    np.testing.assert_allclose(var[2:], 1.0)
+    v = np.r_[np.arange(16.0), 7.5]  # the hole is the fold median, 7.5
+    assert mean[0] == pytest.approx(v.mean(), rel=1e-6)
+    assert var[0] == pytest.approx(v.var(), rel=1e-5)
+    assert mean[1] == pytest.approx(1 / 17, rel=1e-6)  # the missing indicator

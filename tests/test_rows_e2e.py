@@ -152,6 +152,18 @@ def test_the_registered_pyfunc_serves_raw_rows_in_a_fresh_process(rows) -> None:
         "print(model.predict(rows, params={'probabilities': True}).columns.tolist())\n"
         "print(any(m.startswith('weightsearch') for m in sys.modules))\n"
         "print(model.metadata.flavors['python_function'].get('loader_module'))\n"
+        # whole numbers as int64 and a text column empty in every row (float64 NaN): MLflow's
+        # check refuses the frame; cast by the signature, as the README says, it passes
+        "whole = pd.DataFrame({'colour': [float('nan')] * 2, 'member': [True, False],\n"
+        "                      'dose': [1, 0], 'age': [40, 62]})\n"
+        "try:\n"
+        "    model.predict(whole)\n"
+        "    print('accepted')\n"
+        "except mlflow.exceptions.MlflowException:\n"
+        "    print('refused')\n"
+        "types = {c.name: c.type.to_pandas() for c in sig.inputs.inputs\n"
+        "         if c.type.name in ('double', 'string')}\n"
+        "print(model.predict(whole.astype(types))['prediction'].tolist())\n"
     )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run(
@@ -159,7 +171,7 @@ def test_the_registered_pyfunc_serves_raw_rows_in_a_fresh_process(rows) -> None:
         capture_output=True, text=True, timeout=300, env=env, cwd=rows["tmp"],
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = proc.stdout.strip().splitlines()[-5:]
+    lines = proc.stdout.strip().splitlines()[-7:]
     assert lines[0] == str({"colour": "string", "member": "boolean", "dose": "double",
                             "age": "double"})
     expected = pd.read_csv(rows["predictions"])["prediction"].tolist()
@@ -168,6 +180,12 @@ def test_the_registered_pyfunc_serves_raw_rows_in_a_fresh_process(rows) -> None:
     assert lines[3] == "True"  # loaded by MLflow itself: the user imported no weightsearch
     # logged as code (served_code.py), so MLflow neither pickles it nor warns about pickling
     assert lines[4] == "mlflow.pyfunc.loaders.code_model"
+    assert lines[5] == "refused"  # MLflow's own rule: int64 → double is not a safe cast
+    whole = pd.DataFrame({"colour": [np.nan] * 2, "member": [True, False], "dose": [1, 0],
+                          "age": [40, 62]})
+    import weightsearch
+
+    assert lines[6] == str(weightsearch.load_model(rows["model_dir"]).predict(whole).tolist())
 
 
 @pytest.mark.slow

@@ -185,17 +185,23 @@ def test_tracking_masks_urls_with_the_storage_function() -> None:
     assert tracking.mask_url is storage.mask_url
 
 
-def test_the_served_signature_takes_whole_numbers_and_holes_in_a_numeric_column(tmp_path) -> None:
-    """Every numeric feature is declared ``double`` (integers too), so MLflow's schema check
-    passes ints and NaN alike; integer codes of a categorical stay ``long``."""
+def test_the_served_signature_declares_numbers_double_and_the_example_conforms(tmp_path) -> None:
+    """Every numeric feature is ``double`` (integers too), integer codes of a categorical
+    ``long``. MLflow's check then passes floats with NaN, refuses an int64 frame column of
+    whole numbers (what the README tells Python callers), and REST input, parsed by the
+    signature, takes whole numbers and nulls; the input example is in the served types."""
+    import json
+
     import mlflow
     import numpy as np
     import pandas as pd
+    from mlflow.exceptions import MlflowException
+    from mlflow.pyfunc.scoring_server import infer_and_parse_data
 
     from weightsearch import data as data_mod
 
     frame = pd.DataFrame({
-        "n": np.arange(40, dtype=np.int64),                      # a complete integer column
+        "n": np.arange(40, 80, dtype=np.int64),                  # a complete integer column
         "code": np.arange(40, dtype=np.int64) % 3,               # integer codes, categorical
         "f": np.linspace(0.0, 1.0, 40),
         "b": np.arange(40) % 2 == 0,
@@ -205,19 +211,31 @@ def test_the_served_signature_takes_whole_numbers_and_holes_in_a_numeric_column(
     ds = data_mod.from_frame(frame, target="label", categorical=["code", "b", "s"])
     types = {c.name: c.value_type for c in ds.columns.features}
     assert types == {"n": "double", "code": "long", "f": "double", "b": "boolean", "s": "string"}
+    example = ds.columns.served_rows(ds.x[:2])
+    assert example.dtypes.astype(str).to_dict() == {
+        "n": "float64", "code": "int64", "f": "float64", "b": "bool", "s": "object"}
+    assert example["n"].tolist() == [40.0, 41.0]
 
     class Echo(mlflow.pyfunc.PythonModel):
         def predict(self, context, model_input, params=None):
             return model_input[["n"]]
 
-    example = frame.drop(columns="label").head(2)
     sig = served.signature_of(example, example[["n"]], types)
-    mlflow.pyfunc.save_model(str(tmp_path / "echo"), python_model=Echo(), signature=sig)
+    mlflow.pyfunc.save_model(str(tmp_path / "echo"), python_model=Echo(), signature=sig,
+                             input_example=example)
     model = mlflow.pyfunc.load_model(str(tmp_path / "echo"))
-    holes = example.astype({"n": "float64"}).assign(n=[np.nan, 7.0])
+    assert model.predict(example)["n"].tolist() == [40.0, 41.0]  # the example conforms
+    holes = example.assign(n=[np.nan, 7.0])
     out = model.predict(holes)
     assert np.isnan(out["n"].iloc[0]) and out["n"].iloc[1] == 7.0
-    assert model.predict(example)["n"].tolist() == [0.0, 1.0]  # int64 rows pass as well
+    whole = example.assign(n=np.array([40, 41], dtype=np.int64))
+    with pytest.raises(MlflowException, match="Can not safely convert int64 to float64"):
+        model.predict(whole)
+    body = {"dataframe_split": {"columns": list(example.columns),
+                                "data": [[40, 1, 0.5, True, "a"], [None, 2, 0.25, False, None]]}}
+    parsed = infer_and_parse_data(json.loads(json.dumps(body)), model.metadata.get_input_schema())
+    out = model.predict(parsed)
+    assert out["n"].iloc[0] == 40.0 and np.isnan(out["n"].iloc[1])
 
 
 def test_no_artifact_bar_turns_mlflows_download_bar_off_unless_the_user_chose(monkeypatch) -> None:

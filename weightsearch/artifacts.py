@@ -153,11 +153,13 @@ def fold_artifacts(
     positive: int,
     title: str,
     threshold: float = 0.5,
+    weights: list[float] | None = None,
 ) -> tuple[Any, str]:
-    """A fold's confusion-matrix figure and classification-report text."""
+    """A fold's confusion-matrix figure and classification-report text, with the labels of
+    :func:`~weightsearch.metrics.decide` (``weights``: multiclass decision weights)."""
     from weightsearch import metrics
 
-    pred = metrics.predict_labels(proba, task, threshold=threshold, positive=positive)
+    pred = metrics.decide(proba, task, threshold=threshold, positive=positive, weights=weights)
     cm, columns = fold_confusion(y_true, pred, task, len(classes))
     if columns is None:
         fig = confusion_figure(cm, classes, title)

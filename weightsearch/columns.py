@@ -87,10 +87,11 @@ class Column:
     @property
     def value_type(self) -> str:
         """The type of this column's raw values, as a served model's signature declares it:
-        ``boolean`` (a bool column), ``double`` (every numeric feature, integers too: MLflow
-        passes whole numbers to a ``double`` column and refuses NaN in a ``long`` one, and a
-        hole is imputed), ``long`` (integer codes of a categorical, complete in the data) or
-        ``string``."""
+        ``boolean`` (a bool column), ``double`` (every numeric feature, integers too: a hole
+        is imputed, and MLflow refuses NaN in a ``long`` column; its check in turn refuses an
+        int64 frame column for ``double``, so Python callers send floats, while REST input is
+        parsed by the signature), ``long`` (integer codes of a categorical, complete in the
+        data) or ``string``."""
         if self.dtype == "bool":
             return "boolean"
         if self.kind == "numeric" or self.dtype.startswith("float"):
@@ -112,9 +113,15 @@ class Column:
         """This column's float64 codes for raw ``values`` (see the module docstring); a
         categorical value outside ``levels`` is ``-1`` (the OOV bucket, as missing is)."""
         if self.kind == "numeric":
-            return pd.to_numeric(pd.Series(values), errors="raise").to_numpy(
-                dtype=np.float64, na_value=np.nan
-            )
+            series = pd.Series(values).reset_index(drop=True)
+            numbers = pd.to_numeric(series, errors="coerce")
+            bad = np.flatnonzero((numbers.isna() & ~series.isna()).to_numpy())
+            if len(bad):
+                raise ValueError(
+                    f"column {self.name!r} is numeric, but data row {int(bad[0]) + 1} (the "
+                    f"first data row is 1) holds {series.iloc[bad[0]]!r}; expected a number."
+                )
+            return numbers.to_numpy(dtype=np.float64, na_value=np.nan)
         index = {lv: i for i, lv in enumerate(self.levels)}
         out = np.empty(len(values), dtype=np.float64)
         for r, t in enumerate(texts(values)):
@@ -198,6 +205,13 @@ class Columns:
         """The raw rows of a code matrix ``(N, F)`` (:meth:`Column.values` per column)."""
         codes = np.asarray(codes)
         return pd.DataFrame({c.name: c.values(codes[:, i]) for i, c in enumerate(self.features)})
+
+    def served_rows(self, codes: np.ndarray) -> pd.DataFrame:
+        """:meth:`rows` in the served signature's types (:attr:`Column.value_type`): every
+        ``double`` column as float64, so an input example passes MLflow's check."""
+        frame = self.rows(codes)
+        return frame.astype({c.name: "float64" for c in self.features
+                             if c.value_type == "double"})
 
     def describe(self) -> list[tuple[str, str]]:
         """``(column, treatment)`` for every feature, then every dropped column."""

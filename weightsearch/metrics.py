@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -540,6 +541,27 @@ def tune_decision_weights(
     return w, float(best)
 
 
+def cross_fit(
+    y_true: object,
+    proba: object,
+    folds: Sequence[tuple[np.ndarray, np.ndarray]],
+    *,
+    fit: Callable[[np.ndarray, np.ndarray], Any],
+    evaluate: Callable[[np.ndarray, np.ndarray, Any], float],
+) -> float:
+    """The honest estimate of a tuned decision: the mean over folds k of
+    ``evaluate(y_k, p_k, fit(y_rest, p_rest))``, where the decision (a threshold, class
+    weights) is fitted on the rows of the other folds only, never on fold k's
+    (``folds[k][1]``)."""
+    t, p = np.asarray(y_true), np.asarray(proba)
+    values = []
+    for _tr, va in folds:
+        rest = np.ones(len(t), dtype=bool)
+        rest[va] = False
+        values.append(evaluate(t[va], p[va], fit(t[rest], p[rest])))
+    return float(np.mean(values))
+
+
 def cross_fit_decision(
     y_true: object,
     proba: object,
@@ -549,17 +571,12 @@ def cross_fit_decision(
     metric: str = "macro_f1",
     tune: Callable[..., tuple[np.ndarray, float]] | None = None,
 ) -> float:
-    """The honest estimate of tuned decision weights: the mean over folds k of ``metric`` on
-    fold k's rows (``folds[k][1]``) decided with weights tuned (``tune``, default
-    :func:`tune_decision_weights`) on the rows of the other folds only."""
+    """:func:`cross_fit` of multiclass decision weights: tuned by ``tune`` (default
+    :func:`tune_decision_weights`) on the other folds, scored by ``metric`` on fold k."""
     tune = tune_decision_weights if tune is None else tune
-    t = np.asarray(y_true)
-    p = np.asarray(proba, dtype=np.float64)
-    values = []
-    for _tr, va in folds:
-        rest = np.ones(len(t), dtype=bool)
-        rest[va] = False
-        w, _ = tune(t[rest], p[rest], n_classes=n_classes, metric=metric)
-        pred = decide(p[va], "multiclass", weights=w)
-        values.append(score(metric, t[va], pred, task="multiclass", n_classes=n_classes))
-    return float(np.mean(values))
+    return cross_fit(
+        y_true, np.asarray(proba, dtype=np.float64), folds,
+        fit=lambda y, p: tune(y, p, n_classes=n_classes, metric=metric)[0],
+        evaluate=lambda y, p, w: score(metric, y, decide(p, "multiclass", weights=w),
+                                       task="multiclass", n_classes=n_classes),
+    )

@@ -14,7 +14,7 @@ docstring (required) describes the layers. A user's own builder of a whole model
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -382,7 +382,7 @@ def build_model(
             ax = np.asarray(encoder(ax))
         if not np.all(np.isfinite(ax)):
             raise ValueError("adapt_x contains NaN or inf; clean the training data first.")
-        adapt_normalization(norm, ax)
+        adapt_normalization(norm, ax, () if encoder is None else encoder.embedding_slots())
 
     seeds = _Seeds(None if seed is None else int(seed))
     inputs = keras.Input(shape=shape, name="x")
@@ -394,14 +394,21 @@ def build_model(
     return keras.Model(inputs, outputs, name=f"weightsearch_{a.name}")
 
 
-def adapt_normalization(norm: Any, x: np.ndarray) -> None:
+def adapt_normalization(norm: Any, x: np.ndarray, raw: Sequence[int] = ()) -> None:
     """``norm.adapt(x)``, with σ² = 1 for a feature constant in ``x``: Keras would divide by
     ε = 1e-7 there, so a value never seen in training (an out-of-vocabulary category, a
-    first missing value) became ~1e7 at validation or prediction time; now it is x − μ."""
+    first missing value) became ~1e7 at validation or prediction time; now it is x − μ.
+    Features in ``raw`` (embedding outputs, which train) pass unchanged: μ = 0, σ² = 1."""
     norm.adapt(x)
+    mean = np.asarray(norm.adapt_mean.numpy())
     var = np.asarray(norm.adapt_variance.numpy())
-    if np.any(var == 0):
-        norm.adapt_variance.assign(np.where(var == 0, 1.0, var).astype(var.dtype))
+    fixed = var == 0
+    if len(raw):
+        fixed[np.asarray(raw, dtype=int)] = True
+        mean[np.asarray(raw, dtype=int)] = 0.0
+    if np.any(fixed):
+        norm.adapt_mean.assign(mean.astype(mean.dtype))
+        norm.adapt_variance.assign(np.where(fixed, 1.0, var).astype(var.dtype))
         norm.finalize_state()
 
 

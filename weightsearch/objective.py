@@ -422,25 +422,16 @@ class Objective:
         d = self.data
         kw = {"task": d.task, "metric": self.metric, "positive": positive}
         threshold, pooled = metrics.tune_threshold(d.y, oof, **kw)
-        crossfit = []
-        for _tr, va in self.folds:
-            mask = np.ones(len(d.y), dtype=bool)
-            mask[va] = False
-            t_k, _ = metrics.tune_threshold(d.y[mask], oof[mask], **kw)
-            pred = metrics.predict_labels(oof[va], d.task, threshold=t_k, positive=positive)
-            crossfit.append(
-                metrics.score(
-                    self.metric,
-                    d.y[va],
-                    pred,
-                    task=d.task,
-                    n_classes=d.n_classes,
-                    positive=positive,
-                )
-            )
+        crossfit = metrics.cross_fit(
+            d.y, oof, self.folds,
+            fit=lambda y, p: metrics.tune_threshold(y, p, **kw)[0],
+            evaluate=lambda y, p, t: metrics.score(
+                self.metric, y, metrics.predict_labels(p, d.task, threshold=t, positive=positive),
+                task=d.task, n_classes=d.n_classes, positive=positive),
+        )
         return {
             "threshold": float(threshold),
-            "cv_value_tuned": float(np.mean(crossfit)),
+            "cv_value_tuned": crossfit,
             "pooled_value_tuned": float(pooled),
         }
 

@@ -101,15 +101,33 @@ def encode(
     return ops.concatenate(parts, axis=-1)
 
 
+def output_blocks(columns: Columns, numeric: str, bins: int) -> list[tuple[int, bool]]:
+    """``(width, embedded)`` of each block of :func:`encode`'s output, in order: the numeric
+    encodings, the missing indicators, then each categorical (one-hot n + 1, or d wide)."""
+    num = columns.numeric
+    blocks = [(len(num) * (bins if numeric == "piecewise_linear" else 1), False),
+              (sum(1 for i in num if columns.features[i].missing), False)]
+    for j in columns.categorical:
+        col = columns.features[j]
+        n = len(col.levels)
+        blocks.append((embedding_dim(n), True) if col.embedded else (n + 1, False))
+    return blocks
+
+
 def encoded_width(columns: Columns, numeric: str, bins: int) -> int:
     """The number of features :func:`encode` returns."""
-    num = columns.numeric
-    width = len(num) * (bins if numeric == "piecewise_linear" else 1)
-    width += sum(1 for i in num if columns.features[i].missing)
-    for j in columns.categorical:
-        n = len(columns.features[j].levels)
-        width += embedding_dim(n) if columns.features[j].embedded else n + 1
-    return width
+    return sum(width for width, _ in output_blocks(columns, numeric, bins))
+
+
+def embedding_slots(columns: Columns, numeric: str, bins: int) -> list[int]:
+    """The positions of :func:`encode`'s output that an embedding table fills: trainable, so
+    statistics of their initial values describe nothing (the model leaves them unscaled)."""
+    slots, start = [], 0
+    for width, embedded in output_blocks(columns, numeric, bins):
+        if embedded:
+            slots.extend(range(start, start + width))
+        start += width
+    return slots
 
 
 @keras.saving.register_keras_serializable(package="weightsearch")
@@ -178,6 +196,10 @@ class TableEncoder(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape: Any) -> tuple[Any, ...]:
         return (*tuple(input_shape)[:-1], encoded_width(self.columns, self.numeric, self.bins))
+
+    def embedding_slots(self) -> list[int]:
+        """:func:`embedding_slots` of this encoder's output."""
+        return embedding_slots(self.columns, self.numeric, self.bins)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

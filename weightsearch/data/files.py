@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from weightsearch.columns import CATEGORICAL_AUTO
+from weightsearch.columns import CATEGORICAL_AUTO, Column
 from weightsearch.data.builtins import BUILTIN_PREFIX, BUILTINS, load_builtin
 from weightsearch.data.dataset import DataError, Dataset, quote_list, where_of
 from weightsearch.data.labels import (
@@ -320,7 +320,11 @@ def load_features(
                 "array 'x'."
             )
         df = load_rows(source, feature_names=feature_names, ignore=ignore)
-        x = table_columns(df, list(feature_names), source, categorical=[])[1]
+        try:  # a model without an encoder: numbers only, and no holes
+            x = np.column_stack([Column(n, "numeric").codes(df[n]) for n in feature_names])
+        except ValueError as exc:
+            raise DataError(f"{where_of(source)}: {exc}") from None
+        x = as_float32(x, where_of(source), list(feature_names))
     else:
         x = _read_npz(p, source, ("x",))["x"]
         if x.ndim == 1 and input_shape == (1,):

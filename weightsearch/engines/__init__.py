@@ -46,6 +46,13 @@ def prepare(spec: Spec, dataset: Any = None) -> Prepared:
     """The spec resolved against its data (:func:`weightsearch.study.prepare`; ``dataset``:
     data already in memory), checked by its engine too, so nothing starts that cannot run."""
     engine = engine_of(spec)
+    if spec.search.final == "fold_ensemble" and not spec.tracking.enabled:
+        raise SpecError(
+            ["search.final: 'fold_ensemble' needs MLflow tracking (each trial saves its fold "
+             "models in its MLflow run), but tracking is off; expected tracking.enabled = "
+             "true (no --no-tracking; in search(), a tracking_uri), or search.final = 'refit'."],
+            spec.path or spec.name,
+        )
     prepared = prepare_data(spec, dataset)
     engine.check(spec, prepared.space)
     return prepared

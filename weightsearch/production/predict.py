@@ -140,8 +140,13 @@ class TrainedModel:
         return pd.DataFrame(arr, columns=names)
 
     def predict_proba(self, x: Any) -> np.ndarray:
-        """Class (softmax) or label (sigmoid) probabilities, ``(N, C)``."""
-        return np.asarray(self.model.predict(self.features(x), batch_size=1024, verbose=0))
+        """Class (softmax) or label (sigmoid) probabilities, ``(N, C)``; ``(0, C)`` for no
+        rows."""
+        inputs = self.features(x)
+        rows = len(next(iter(inputs.values()))) if isinstance(inputs, dict) else len(inputs)
+        if rows == 0:  # Keras's predict fails on an empty batch
+            return np.zeros((0, len(self.classes)), dtype=np.float32)
+        return np.asarray(self.model.predict(inputs, batch_size=1024, verbose=0))
 
     def decide(self, proba: np.ndarray) -> np.ndarray:
         """Integer labels ``(N,)`` (or 0/1 ``(N, L)``) by the tuned decision rule: the

@@ -210,6 +210,7 @@ def publish(
                     tracker, run, test_y, test_proba,
                     task=cfg.task, classes=cfg.classes, positive=positive,
                     threshold=0.5 if threshold is None else threshold,
+                    weights=cfg.decision_weights(),
                     title=f"held-out test set ({len(test_y)} rows)",
                 )
             served_tracking.tag_other_run(

@@ -348,7 +348,7 @@ def train_from_config(
         model=served, config=cfg, meta=meta, out=out_dir, test=test_scores,
         test_proba=test_proba,
     )
-    example = train.x[:5] if train.columns is None else train.columns.rows(train.x[:5])
+    example = train.x[:5] if train.columns is None else train.columns.served_rows(train.x[:5])
     if train.columns is None and train.feature_names is not None:
         import pandas as pd
 
