@@ -324,6 +324,33 @@ def test_predict_refuses_values_beyond_float32(small_model: Path, tmp_path: Path
         tm.predict(np.where(np.arange(6) == 1, np.nan, ds.x[:2]))
 
 
+def test_predict_without_an_encoder_refuses_text_and_holes_per_column(
+    small_model: Path, tmp_path: Path, capsys
+) -> None:
+    """A model of numbers only (no TableEncoder): a text value names its column and row, and
+    a hole is refused (nothing would impute it), instead of advice about training keys."""
+    from weightsearch import data as data_mod
+
+    ds = data_mod.load("builtin:synthetic", seed=0, options=dict(SYNTH))
+    frame = pd.DataFrame(ds.x[:4].astype(np.float64), columns=ds.feature_names).astype(object)
+    frame.loc[2, "x1"] = "abc"
+    text = tmp_path / "text.csv"
+    frame.to_csv(text, index=False)
+    frame.loc[2, "x1"] = np.nan
+    hole = tmp_path / "hole.csv"
+    frame.to_csv(hole, index=False)
+    out = tmp_path / "p.csv"
+    capsys.readouterr()
+    assert main(["predict", str(small_model), "--data", str(text), "--out", str(out)]) == 2
+    assert _one_error_line(capsys.readouterr().err) == (
+        f"error: Data file {str(text)!r}: column 'x1' is numeric, but data row 3 (the first "
+        "data row is 1) holds 'abc'; expected a number.")
+    assert main(["predict", str(small_model), "--data", str(hole), "--out", str(out)]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "feature column(s) 'x1' contain NaN or infinite values" in line
+    assert "data row(s) 3" in line and not out.exists()
+
+
 def test_a_truncated_model_file_is_named_unreadable(small_model: Path, tmp_path: Path,
                                                     capsys) -> None:
     import shutil

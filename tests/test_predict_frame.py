@@ -68,3 +68,22 @@ def test_a_table_model_wants_its_columns_by_name() -> None:
 
     with pytest.raises(DataError, match=r"lacks training feature column\(s\) \['colour'\]"):
         tm.predict_frame(pd.DataFrame({"a": [1.0, 2.0, 3.0]}))
+    frame = pd.DataFrame({"a": [1.0, "abc", None], "colour": ["red", "blue", None]})
+    with pytest.raises(DataError, match=r"column 'a' is numeric, but data row 2 \(the first "
+                                        r"data row is 1\) holds 'abc'; expected a number\.$"):
+        tm.predict_frame(frame)
+
+
+def test_a_frame_without_rows_predicts_nothing() -> None:
+    import pandas as pd
+
+    from weightsearch.columns import Column, Columns
+
+    cols = Columns((Column("a", "numeric"), Column("colour", "categorical", ("blue", "red"))))
+    tm = model("multiclass", ["x", "y", "z"], [[0.2, 0.3, 0.5]], columns=cols.to_dict())
+    empty = pd.DataFrame({"a": pd.Series([], dtype=float), "colour": pd.Series([], dtype=str)})
+    assert tm.predict_proba(empty).shape == (0, 3)
+    assert tm.predict(empty).tolist() == []
+    out = tm.predict_frame(empty)
+    assert out.columns.tolist() == ["prediction", "proba_x", "proba_y", "proba_z"]
+    assert len(out) == 0
