@@ -236,3 +236,20 @@ def test_the_leaderboard_shows_the_tuned_decisions_cross_fitted_cv() -> None:
     ])
     assert headers[-1] == "tuned decision → CV"
     assert [c[-1] for c in cells] == ["weights → 0.7345", "0.35 → 0.7500", ""]
+
+
+def test_the_train_banner_names_the_decision_weights_and_the_fold_ensemble() -> None:
+    from weightsearch.production import parse_config
+    from weightsearch.production.terminal import describe
+
+    plain = describe(parse_config(_multiclass_config()))
+    assert plain[1] == ("adam lr 0.01 · batch 32 · 1 epoch(s) (median of the CV best epochs "
+                        "?) · argmax")
+    weighted = describe(parse_config(_multiclass_config(weights=[1, 2.5, 0.5])))
+    assert weighted[1].endswith(" · argmax of w_c · p_c, w = 1, 2.5, 0.5")
+    raw = _multiclass_config()
+    raw["train"]["final"] = "fold_ensemble"
+    raw["source"]["best_epochs"] = [3, 5]
+    ensemble = describe(parse_config(raw))
+    assert ensemble[1] == ("the trial's fold models averaged, each at its best epoch [3, 5] "
+                           "(nothing retrained) · argmax")

@@ -191,6 +191,15 @@ def test_config_problems_name_the_key(changes: dict, expected: str) -> None:
     assert str(info.value).startswith("cfg.toml: ")  # every line names the file
 
 
+def test_an_unknown_positive_class_is_one_problem_not_two() -> None:
+    from weightsearch.production import ConfigError, parse_config
+
+    with pytest.raises(ConfigError) as info:
+        parse_config(_config_dict(**{"decision.positive": "2"}), source="cfg.toml")
+    assert info.value.problems == [
+        "decision.positive: unknown class '2'; expected one of: 0, 1."]  # not also "missing"
+
+
 def test_class_weight_on_multilabel_is_refused_in_the_one_shared_wording() -> None:
     from weightsearch.base import CLASS_WEIGHT_MULTILABEL
     from weightsearch.production import ConfigError, parse_config

@@ -68,6 +68,10 @@ def test_a_table_model_wants_its_columns_by_name() -> None:
 
     with pytest.raises(DataError, match=r"lacks training feature column\(s\) \['colour'\]"):
         tm.predict_frame(pd.DataFrame({"a": [1.0, 2.0, 3.0]}))
+    inf = pd.DataFrame({"a": [1.0, 2.0, float("inf")], "colour": ["red", "blue", None]})
+    with pytest.raises(DataError, match=r"column 'a' holds inf at data row 3 \(the first data "
+                                        r"row is 1\); expected a finite number"):
+        tm.predict_frame(inf)
     frame = pd.DataFrame({"a": [1.0, "abc", None], "colour": ["red", "blue", None]})
     with pytest.raises(DataError, match=r"column 'a' is numeric, but data row 2 \(the first "
                                         r"data row is 1\) holds 'abc'; expected a number\.$"):

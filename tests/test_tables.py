@@ -119,3 +119,21 @@ def test_study_runs_on_text_bools_and_holes(tmp_path: Path, capsys) -> None:
     study = optuna.load_study(study_name="tables", storage=f"sqlite:///{tmp_path}/optuna.db")
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
     assert study.user_attrs["data"]["features"] == ["age", "colour", "member", "city"]
+
+
+def test_missing_error_lists_every_column_with_holes_in_one_line() -> None:
+    import numpy as np
+    import pandas as pd
+
+    from weightsearch import data as data_mod
+    from weightsearch.data import DataError
+
+    frame = pd.DataFrame({"a": [1.0, np.nan, 3.0, 4.0] * 5, "b": ["x", "y", None, "x"] * 5,
+                          "c": np.arange(20.0), "label": [0, 1] * 10})
+    with pytest.raises(DataError) as info:
+        data_mod.from_frame(frame, target="label", missing="error")
+    assert str(info.value) == (
+        "The DataFrame: column 'a' has 5 missing value(s), at data row(s) 2, 6, 10, 14, 18; "
+        "column 'b' has 5 missing value(s), at data row(s) 3, 7, 11, 15, 19 (the first data "
+        "row is 1), and data.missing is \"error\"; expected a value in every row (or "
+        "data.missing = \"impute\").")

@@ -260,5 +260,13 @@ def row_inputs(columns: Columns, frame: Any) -> dict[str, Any]:
             text = np.asarray([t if t is not None else "" for t in texts(values)], dtype=object)
             out[col.name] = ops.convert_to_tensor(text[:, None], dtype="string")
         else:
-            out[col.name] = ops.convert_to_tensor(col.codes(values)[:, None], dtype="float32")
+            codes = col.codes(values)
+            bad = np.flatnonzero(np.abs(np.nan_to_num(codes)) > np.finfo(np.float32).max)
+            if len(bad):  # inf, or beyond float32: refused in training, so here too
+                raise ValueError(
+                    f"column {col.name!r} holds {float(codes[bad[0]])!r} at data row "
+                    f"{int(bad[0]) + 1} (the first data row is 1); expected a finite number "
+                    "the model's float32 inputs can hold, or an empty cell."
+                )
+            out[col.name] = ops.convert_to_tensor(codes[:, None], dtype="float32")
     return out

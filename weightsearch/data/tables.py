@@ -91,7 +91,7 @@ def table_columns(
                 "data.categorical (or data.categorical = \"auto\"), or in data.drop."
             )
     n = len(df)
-    columns = []
+    columns, holed = [], []
     for name in kept:
         series = df[name]
         holes = int(series.isna().sum()) if name in cats else int(
@@ -104,11 +104,9 @@ def table_columns(
             )
         if holes and missing == "error":
             rows = np.flatnonzero(series.isna().to_numpy())[:5] + 1
-            raise DataError(
-                f"{where}: column {name!r} has {holes} missing value(s), at data row(s) "
-                f"{quote_list(rows.tolist(), 5)} (the first data row is 1), and data.missing "
-                "is \"error\"; expected a value in every row (or data.missing = \"impute\")."
-            )
+            holed.append(f"column {name!r} has {holes} missing value(s), at data row(s) "
+                         f"{quote_list(rows.tolist(), 5)}")
+            continue
         if name in cats:
             levels = sorted({t for t in texts(series) if t is not None})
             if len(levels) > n / 2:
@@ -120,6 +118,11 @@ def table_columns(
             columns.append(Column(name, "categorical", tuple(levels), holes, str(series.dtype)))
         else:
             columns.append(Column(name, "numeric", (), holes, str(series.dtype)))
+    if holed:  # every column with holes at once, so one run lists them all
+        raise DataError(
+            f"{where}: {'; '.join(holed)} (the first data row is 1), and data.missing is "
+            "\"error\"; expected a value in every row (or data.missing = \"impute\")."
+        )
     cols = Columns(tuple(columns), tuple(c for c in features if c in set(drop)))
     x = cols.codes(df)
     num = cols.numeric

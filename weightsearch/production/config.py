@@ -438,7 +438,7 @@ def _check_decision(
                   f"{', '.join(classes)}.")
         else:
             decision["positive"] = pos
-    if task == "binary" and "threshold" in decision and "positive" not in decision:
+    if task == "binary" and "threshold" in decision and "positive" not in dec:
         c.add("decision.positive", "missing; a binary threshold applies to P(positive class).")
     return decision
 

@@ -41,6 +41,9 @@ def decision_text(cfg: TrainConfig) -> str:
     """The decision rule in words: ``argmax``, ``threshold 0.42 on P('1')``, ..."""
     thr, pos = cfg.decision.get("threshold"), cfg.decision.get("positive")
     if cfg.task == "multiclass":
+        weights = cfg.decision_weights()
+        if weights:
+            return "argmax of w_c · p_c, w = " + ", ".join(f"{w:g}" for w in weights)
         return "argmax"
     if thr is None:
         return "threshold 0.5 (not tuned)"
@@ -55,12 +58,17 @@ def describe(cfg: TrainConfig) -> list[str]:
         f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v!r}"
         for k, v in cfg.model["params"].items()
     )
+    if t.get("final") == "fold_ensemble":
+        how = ("the trial's fold models averaged, each at its best epoch "
+               f"{cfg.source.get('best_epochs', '?')} (nothing retrained)")
+    else:
+        how = (f"{t['optimizer']} lr {t['learning_rate']:g} · batch {t['batch_size']} · "
+               f"{t['epochs']} epoch(s) (median of the CV best epochs "
+               f"{cfg.source.get('best_epochs', '?')})")
     return [
         f"{w['scheme']} weights via {w['apply_weights']} · {cfg.loss['name']} loss · "
         f"{cfg.model['arch']} ({params})",
-        f"{t['optimizer']} lr {t['learning_rate']:g} · batch {t['batch_size']} · "
-        f"{t['epochs']} epoch(s) (median of the CV best epochs "
-        f"{cfg.source.get('best_epochs', '?')}) · {decision_text(cfg)}",
+        f"{how} · {decision_text(cfg)}",
     ]
 
 
